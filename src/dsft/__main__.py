@@ -1,0 +1,3 @@
+from dsft.cli import main
+
+main()

@@ -1,0 +1,51 @@
+"""The `dsft` command. Each subcommand group lives in its own module and only wires flags to
+library functions; user errors become a message, a fix and an exit code, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from dsft import __version__
+from dsft.data.codes import InputError
+from dsft.errors import UserError
+
+app = typer.Typer(name="dsft", help="Local finetuning for DeepSeek models: data, training, evaluation, serving.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+err_console = Console(stderr=True)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def _register() -> None:
+    from dsft.cli import data, demo
+
+    app.add_typer(data.app, name="data")
+    app.command("demo")(demo.demo)
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as e:
+        err_console.print(f"[bold red]error:[/] {escape(e.message)}", highlight=False)
+        if e.fix:
+            err_console.print(f"  [bold]fix:[/] {escape(e.fix)}", highlight=False)
+        sys.exit(e.exit_code)
+    except InputError as e:
+        for f in e.findings:
+            err_console.print(f"[bold red]error[/] {escape(f'[{f.code}]')} {escape(f.where())}: {escape(f.message)}",
+                              highlight=False)
+            err_console.print(f"  [bold]fix:[/] {escape(f.fix)}", highlight=False)
+        sys.exit(2)

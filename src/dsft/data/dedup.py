@@ -1,0 +1,70 @@
+"""Duplicate detection: exact on a normalised form by default, near-duplicates on request.
+
+The normal form is what the model is trained on, minus noise: roles, text case-folded with
+whitespace collapsed, tool calls with sorted-key arguments, and the declared tool names.
+Metadata (ids, sources) is ignored, so the same example from two files is caught. Only a
+16-byte digest per kept row is held in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import orjson
+
+from dsft.data.conversation import Conversation
+
+_SPACE = re.compile(r"\s+")
+
+
+def normal_form(conv: Conversation) -> str:
+    parts = []
+    for m in conv.messages:
+        parts.append(m.role)
+        if m.content:
+            parts.append(_SPACE.sub(" ", m.content).strip().casefold())
+        for c in m.tool_calls or ():
+            parts.append(c.name)
+            parts.append(orjson.dumps(c.arguments, option=orjson.OPT_SORT_KEYS).decode())
+    if conv.tools:
+        parts.append(",".join(sorted(conv.tool_names())))
+    return "\x1f".join(parts)
+
+
+def digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+class ExactDeduper:
+    """Remembers the first row of each normal form; answers with that row's index."""
+
+    def __init__(self) -> None:
+        self._first: dict[bytes, int] = {}
+
+    def seen(self, key: bytes, index: int) -> int | None:
+        first = self._first.setdefault(key, index)
+        return None if first == index else first
+
+
+class NearDeduper:
+    """MinHash + LSH (datasketch) over word 3-grams; `threshold` is the Jaccard similarity."""
+
+    def __init__(self, threshold: float, num_perm: int = 64, seed: int = 1):
+        from datasketch import MinHash, MinHashLSH
+
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError("near-duplicate threshold must be in (0, 1]")
+        self._minhash, self._num_perm, self._seed = MinHash, num_perm, seed
+        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+
+    def seen(self, text: str, index: int) -> int | None:
+        words = text.split()
+        grams = {" ".join(words[i:i + 3]).encode() for i in range(max(1, len(words) - 2))}
+        mh = self._minhash(num_perm=self._num_perm, seed=self._seed)
+        mh.update_batch(list(grams))
+        hits = self._lsh.query(mh)
+        if hits:
+            return min(hits)
+        self._lsh.insert(index, mh)
+        return None

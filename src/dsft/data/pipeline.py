@@ -1,0 +1,163 @@
+"""Read -> convert -> check -> score -> deduplicate, one record at a time.
+
+`scan()` is the single path every data command takes (validate, prepare, the API's scoring):
+it yields one `Row` per input record, so a record is judged the same way everywhere. Memory
+held across rows is bounded by what deduplication and the split need: a digest per kept row.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from dsft.data import checks, layouts, quality, sources
+from dsft.data.codes import CODES, Finding
+from dsft.data.conversation import Conversation
+from dsft.data.dedup import ExactDeduper, NearDeduper, digest, normal_form
+from dsft.data.tokens import Counter as TokenCounter
+from dsft.data.tokens import approx_tokens
+
+
+@dataclass
+class Options:
+    """How records are judged. Defaults are what `dsft data validate` uses."""
+
+    format: str | None = None  # force a layout instead of detecting it per record
+    tools: list[dict] | None = None  # declarations attached to examples that declare none
+    limits: checks.Limits = field(default_factory=checks.Limits)
+    scorer: str = "dsft"
+    min_quality: float | None = None
+    near_dup: float | None = None  # Jaccard threshold; None = exact duplicates only
+    token_counter: TokenCounter | None = None  # None = the documented estimate
+
+
+@dataclass(slots=True)
+class Row:
+    """The verdict on one input record."""
+
+    record: sources.Record
+    findings: list[Finding]
+    layout: str | None = None
+    conv: Conversation | None = None
+    tokens: int = 0
+    scores: dict[str, int] = field(default_factory=dict)
+    digest: bytes = b""
+    duplicate_of: int | None = None  # index of the kept row it duplicates
+    duplicate_kind: str = ""
+
+    @property
+    def rejected(self) -> bool:
+        return any(CODES[f.code].severity == "error" for f in self.findings)
+
+    @property
+    def codes(self) -> list[str]:
+        return [f.code for f in self.findings]
+
+    def task_type(self) -> str:
+        """The split's stratum: metadata.task_type if given, else the tools called, else the layout."""
+        assert self.conv is not None
+        given = self.conv.metadata.get("task_type")
+        if isinstance(given, str) and given:
+            return given
+        names = sorted({c.name for c in self.conv.calls()})
+        if names:
+            return "tool:" + "+".join(names)
+        if self.conv.tools:
+            return "tool:none"
+        return self.layout or "chat"
+
+
+class Scanner:
+    """Judges records one by one; keeps the little state that spans rows."""
+
+    def __init__(self, options: Options):
+        self.opts = options
+        self.schemas = checks.SchemaCache()
+        self.count_tokens = options.token_counter or approx_tokens
+        self.exact = ExactDeduper()
+        self.near = NearDeduper(options.near_dup) if options.near_dup else None
+        self.example_ids: dict[Any, str] = {}
+        self.kept = 0
+        self.origins: list[tuple[str, int]] = []  # (file, line) of each kept row, by kept index
+        self.final_replies: Counter[bytes] = Counter()
+
+    def scan(self, records: Iterable[sources.Record]) -> Iterator[Row]:
+        for record in records:
+            row = self.judge(record)
+            if not row.rejected:
+                self._dedup(row)
+            yield row
+
+    def judge(self, record: sources.Record) -> Row:
+        row = Row(record, [])
+
+        def err(code: str, message: str) -> None:
+            row.findings.append(Finding(code, message, record.file, record.line))
+
+        if record.finding is not None:
+            row.findings.append(record.finding)
+            return row
+        data = record.data
+        if not isinstance(data, dict):
+            err("not_an_object", f"the record is {layouts._type(data)}, not an object")
+            return row
+        row.layout, conv = layouts.convert(data, err, self.opts.format)
+        if conv is None:
+            return row
+        if self.opts.tools is not None and "tools" not in conv:
+            conv["tools"] = self.opts.tools
+        try:
+            row.conv = Conversation.model_validate(conv)
+        except ValidationError as e:
+            for problem in e.errors()[:5]:
+                loc = ".".join(str(p) for p in problem["loc"])
+                err("invalid_field", f"{loc}: {problem['msg']}")
+            return row
+        row.tokens = self.count_tokens(row.conv)
+        checks.check(row.conv, err, self.schemas, row.tokens, self.opts.limits,
+                     args_parsed="invalid_arguments_json" not in row.codes)
+        self._check_id(row, err)
+        row.scores = {"dsft": quality.dsft_score(row.codes), "guide": quality.guide_score(row.conv)}
+        if self.opts.min_quality is not None and not row.rejected:
+            score = row.scores[self.opts.scorer]
+            if score < self.opts.min_quality:
+                err("low_quality", f"{self.opts.scorer} score {score} < --min-quality {self.opts.min_quality:g}")
+        return row
+
+    def _check_id(self, row: Row, err) -> None:
+        example_id = row.conv.metadata.get("id") if row.conv else None
+        if example_id is None or not isinstance(example_id, str | int):
+            return
+        first = self.example_ids.setdefault(example_id, f"{row.record.file}:{row.record.line}")
+        if first != f"{row.record.file}:{row.record.line}":
+            err("duplicate_example_id", f"id {example_id!r} was first used at {first}")
+
+    def _dedup(self, row: Row) -> None:
+        text = normal_form(row.conv)
+        row.digest = digest(text)
+        first = self.exact.seen(row.digest, self.kept)
+        kind = "exact"
+        if first is None and self.near is not None:
+            first, kind = self.near.seen(text, self.kept), "near"
+        if first is not None:
+            row.duplicate_of, row.duplicate_kind = first, kind
+            return
+        self.kept += 1
+        self.origins.append((row.record.file, row.record.line))
+        last = next((m for m in reversed(row.conv.messages) if m.role == "assistant" and m.content), None)
+        if last is not None:
+            self.final_replies[digest(last.content.strip())] += 1
+
+    def dataset_findings(self) -> list[Finding]:
+        """Problems only the whole dataset shows: one reply given to most prompts."""
+        out = []
+        if self.kept >= 10 and self.final_replies:
+            _, n = self.final_replies.most_common(1)[0]
+            if n / self.kept > 0.5:
+                out.append(Finding("identical_assistant_replies",
+                                   f"{n} of {self.kept} examples end with the same assistant reply"))
+        return out

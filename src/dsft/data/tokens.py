@@ -1,0 +1,60 @@
+"""Token counts for length statistics and the too_short/too_long warnings.
+
+Without a tokenizer dsft estimates: UTF-8 bytes / 4, plus 4 tokens per message for the role
+markers, plus the tool schemas (which dsft's renderer puts in the system text). Byte-level BPE
+vocabularies average about 4 bytes a token on English prose and code; the estimate is
+documented as such in every report. `--tokenizer PATH_OR_ID` counts exactly, through the
+model's own chat template when it has one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+
+from dsft.data.conversation import Conversation
+from dsft.errors import UserError
+
+Counter = Callable[[Conversation], int]
+APPROXIMATION = "estimated as UTF-8 bytes / 4 + 4 per message (no --tokenizer given)"
+
+
+def _nbytes(s: str | None) -> int:
+    if not s:
+        return 0
+    return len(s) if s.isascii() else len(s.encode("utf-8"))
+
+
+def approx_tokens(conv: Conversation) -> int:
+    n = 0
+    for m in conv.messages:
+        n += _nbytes(m.content) + _nbytes(m.reasoning) + 16
+        for c in m.tool_calls or ():
+            n += len(c.name) + len(orjson.dumps(c.arguments)) + 8
+    if conv.tools:
+        n += len(orjson.dumps([t.model_dump() for t in conv.tools]))
+    return (n + 3) // 4
+
+
+def tokenizer_counter(name: str, trust_remote_code: bool = False) -> Counter:
+    """Exact counts with a Hugging Face tokenizer (local path, or a hub id when online)."""
+    try:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except Exception as e:  # transformers raises OSError/ValueError/... for a missing or bad tokenizer
+        raise UserError(f"cannot load tokenizer {name!r}: {str(e).splitlines()[0]}",
+                        "give a local tokenizer folder or a model id your machine can reach, "
+                        "or drop --tokenizer to use the estimate") from None
+
+    def count(conv: Conversation) -> int:
+        if tok.chat_template:
+            row = conv.to_openai()
+            ids = tok.apply_chat_template(row["messages"], tools=row.get("tools"), tokenize=True)
+            ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+            return len(ids)
+        text = "\n".join(m.content or "" for m in conv.messages)
+        return len(tok(text)["input_ids"])
+
+    return count
