@@ -15,7 +15,7 @@ import fastjsonschema
 import jsonschema
 import orjson
 
-from dsft.data.conversation import Conversation
+from dsft.data.conversation import Conversation, Tool
 
 Err = Callable[[str, str], None]
 
@@ -62,10 +62,11 @@ class SchemaCache:
             return None, str(e)
 
 
-def check(conv: Conversation, err: Err, schemas: SchemaCache, tokens: int, limits: Limits = Limits(),
-          args_parsed: bool = True) -> None:
+def check(conv: Conversation, err: Err, validators: dict[str, Callable | None], tokens: int,
+          limits: Limits = Limits(), args_parsed: bool = True) -> None:
     """Report every problem of one example through `err(code, message)`.
 
+    `validators` come from `compile_tools(conv.tools)`, computed once per distinct tool list.
     `args_parsed=False` (some arguments were not JSON) skips the schema check, which would only
     repeat that error in other words.
     """
@@ -74,7 +75,6 @@ def check(conv: Conversation, err: Err, schemas: SchemaCache, tokens: int, limit
         err("empty_messages", "messages is empty")
         return
     layout = conv.metadata.get("layout", "chat")
-    validators = _check_tools(conv, err, schemas)
     _check_messages(conv, err, validators if args_parsed else {n: None for n in validators})
     if not any(m.trained and (m.content or m.tool_calls) for m in msgs):
         err("no_assistant_turn", "no assistant message with weight 1 and content")
@@ -89,9 +89,10 @@ def check(conv: Conversation, err: Err, schemas: SchemaCache, tokens: int, limit
     _check_replies(conv, err)
 
 
-def _check_tools(conv: Conversation, err: Err, schemas: SchemaCache) -> dict[str, Callable | None]:
+def compile_tools(tools: list[Tool] | None, err: Err, schemas: SchemaCache) -> dict[str, Callable | None]:
+    """Argument validators by tool name (None for a tool whose schema is invalid)."""
     validators: dict[str, Callable | None] = {}
-    for k, tool in enumerate(conv.tools or ()):
+    for k, tool in enumerate(tools or ()):
         if tool.name in validators:
             err("duplicate_tool_name", f"tools[{k}] repeats the name {tool.name!r}")
             continue

@@ -9,27 +9,24 @@ Metadata (ids, sources) is ignored, so the same example from two files is caught
 from __future__ import annotations
 
 import hashlib
-import re
 
 import orjson
 
 from dsft.data.conversation import Conversation
-
-_SPACE = re.compile(r"\s+")
-
 
 def normal_form(conv: Conversation) -> str:
     parts = []
     for m in conv.messages:
         parts.append(m.role)
         if m.content:
-            parts.append(_SPACE.sub(" ", m.content).strip().casefold())
+            parts.append(m.content.strip())
         for c in m.tool_calls or ():
             parts.append(c.name)
             parts.append(orjson.dumps(c.arguments, option=orjson.OPT_SORT_KEYS).decode())
     if conv.tools:
         parts.append(",".join(sorted(conv.tool_names())))
-    return "\x1f".join(parts)
+    # NUL separates parts (str.split() does not split on it); one pass collapses all whitespace.
+    return " ".join("\0".join(parts).split()).casefold()
 
 
 def digest(text: str) -> bytes:

@@ -32,6 +32,7 @@ _REQUIRED = {"chat": ("messages",), "sharegpt": ("conversations",), "instruction
              "completion": ("prompt", "completion"), "text": ("text",)}
 _LAYOUT_KEYS = {"messages", "conversations", "instruction", "input", "output", "history", "system", "prompt",
                 "completion", "text", "tools", "functions", "parallel_tool_calls", "metadata", "id"}
+_PLAIN_KEYS = frozenset(("role", "content", "name", "tool_call_id", "weight"))
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                    "system": "system", "function_call": "call", "observation": "tool", "tool": "tool",
                    "function": "tool"}
@@ -51,8 +52,13 @@ def detect(record: dict[str, Any]) -> str | None:
     return None
 
 
-def convert(record: dict[str, Any], err: Err, layout: str | None = None) -> tuple[str | None, dict | None]:
-    """Record -> (layout, canonical dict) or (layout, None) when nothing usable remains."""
+def convert(record: dict[str, Any], err: Err, layout: str | None = None,
+            tools_fn: Callable[[Any, Any, Err], list | None] | None = None) -> tuple[str | None, dict | None]:
+    """Record -> (layout, canonical dict) or (layout, None) when nothing usable remains.
+
+    `tools_fn` turns the raw `tools`/`functions` values into declarations; the scanner passes
+    a cached one, because most datasets repeat the same tool list on every row.
+    """
     if layout is None:
         layout = detect(record)
         if layout is None:
@@ -64,7 +70,7 @@ def convert(record: dict[str, Any], err: Err, layout: str | None = None) -> tupl
         if missing:
             err("layout_mismatch", f"--format {layout} needs {', '.join(missing)}")
             return layout, None
-    conv = _CONVERTERS[layout](record, err)
+    conv = _CONVERTERS[layout](record, err, tools_fn or tools_from)
     if conv is None:
         return layout, None
     meta = record.get("metadata")
@@ -84,7 +90,7 @@ def convert(record: dict[str, Any], err: Err, layout: str | None = None) -> tupl
 
 # ---------------------------------------------------------------- chat (OpenAI)
 
-def _chat(record: dict[str, Any], err: Err) -> dict | None:
+def _chat(record: dict[str, Any], err: Err, tools_fn) -> dict | None:
     msgs = record["messages"]
     if not isinstance(msgs, list):
         err("invalid_field", f"messages must be a list, not {_type(msgs)}")
@@ -92,6 +98,9 @@ def _chat(record: dict[str, Any], err: Err) -> dict | None:
     out: list[dict] = []
     legacy_pending: dict[str, list[str]] = {}  # name -> ids of legacy function_call turns
     for i, m in enumerate(msgs):
+        if type(m) is dict and m.keys() <= _PLAIN_KEYS and m.get("role") in ROLES and type(m.get("content")) is str:
+            out.append(m)  # already canonical: the common case, passed through as is
+            continue
         if not isinstance(m, dict):
             err("invalid_field", f"messages[{i}] must be an object, not {_type(m)}")
             continue
@@ -126,7 +135,7 @@ def _chat(record: dict[str, Any], err: Err) -> dict | None:
             msg["reasoning"] = reasoning
         out.append(msg)
     conv: dict[str, Any] = {"messages": out}
-    tools = tools_from(record.get("tools"), record.get("functions"), err)
+    tools = tools_fn(record.get("tools"), record.get("functions"), err)
     if tools is not None:
         conv["tools"] = tools
     if record.get("parallel_tool_calls") is not None:
@@ -246,7 +255,7 @@ def load_tools(path: Path) -> list[dict]:
 
 # ---------------------------------------------------------------- ShareGPT
 
-def _sharegpt(record: dict[str, Any], err: Err) -> dict | None:
+def _sharegpt(record: dict[str, Any], err: Err, tools_fn) -> dict | None:
     turns = record["conversations"]
     if not isinstance(turns, list):
         err("invalid_field", f"conversations must be a list, not {_type(turns)}")
@@ -280,7 +289,7 @@ def _sharegpt(record: dict[str, Any], err: Err) -> dict | None:
             msg["weight"] = turn["weight"]
         out.append(msg)
     conv: dict[str, Any] = {"messages": out}
-    tools = tools_from(record.get("tools"), None, err)
+    tools = tools_fn(record.get("tools"), None, err)
     if tools is not None:
         conv["tools"] = tools
     return conv
@@ -299,7 +308,7 @@ def _sharegpt_calls(value: Any, where: str, i: int, err: Err) -> list[dict]:
 
 # ---------------------------------------------------------------- instruction, completion, text
 
-def _instruction(record: dict[str, Any], err: Err) -> dict | None:
+def _instruction(record: dict[str, Any], err: Err, tools_fn=None) -> dict | None:
     out: list[dict] = []
     system = record.get("system")
     if isinstance(system, str) and system.strip():
@@ -320,12 +329,12 @@ def _instruction(record: dict[str, Any], err: Err) -> dict | None:
     return {"messages": out}
 
 
-def _completion(record: dict[str, Any], err: Err) -> dict | None:
+def _completion(record: dict[str, Any], err: Err, tools_fn=None) -> dict | None:
     return {"messages": [{"role": "user", "content": record.get("prompt")},
                          {"role": "assistant", "content": record.get("completion")}]}
 
 
-def _text(record: dict[str, Any], err: Err) -> dict | None:
+def _text(record: dict[str, Any], err: Err, tools_fn=None) -> dict | None:
     return {"messages": [{"role": "assistant", "content": record.get("text")}]}
 
 

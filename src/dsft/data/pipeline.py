@@ -12,14 +12,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from dsft.data import checks, layouts, quality, sources
 from dsft.data.codes import CODES, Finding
-from dsft.data.conversation import Conversation
+from dsft.data.conversation import Conversation, Tool
 from dsft.data.dedup import ExactDeduper, NearDeduper, digest, normal_form
 from dsft.data.tokens import Counter as TokenCounter
-from dsft.data.tokens import approx_tokens
+from dsft.data.tokens import approx_tokens, tools_size
 
 
 @dataclass
@@ -48,10 +49,12 @@ class Row:
     digest: bytes = b""
     duplicate_of: int | None = None  # index of the kept row it duplicates
     duplicate_kind: str = ""
+    rejected: bool = False  # some finding is an error; kept in step by `add`
 
-    @property
-    def rejected(self) -> bool:
-        return any(CODES[f.code].severity == "error" for f in self.findings)
+    def add(self, finding: Finding) -> None:
+        self.findings.append(finding)
+        if CODES[finding.code].severity == "error":
+            self.rejected = True
 
     @property
     def codes(self) -> list[str]:
@@ -71,13 +74,29 @@ class Row:
         return self.layout or "chat"
 
 
+@dataclass(slots=True)
+class ToolSet:
+    """One distinct tool list, converted and compiled once however many rows repeat it."""
+
+    tools: list[Tool]
+    problems: list[tuple[str, str]]
+    validators: dict
+    nbytes: int
+
+
+NO_TOOLS = ToolSet([], [], {}, 0)
+
+
 class Scanner:
     """Judges records one by one; keeps the little state that spans rows."""
 
     def __init__(self, options: Options):
         self.opts = options
         self.schemas = checks.SchemaCache()
-        self.count_tokens = options.token_counter or approx_tokens
+        self.count_tokens = options.token_counter
+        self._tool_sets: dict[bytes, ToolSet] = {}
+        self._toolset = NO_TOOLS  # the current row's tools
+        self._attached = self._resolve(options.tools, None) if options.tools is not None else None
         self.exact = ExactDeduper()
         self.near = NearDeduper(options.near_dup) if options.near_dup else None
         self.example_ids: dict[Any, str] = {}
@@ -96,20 +115,23 @@ class Scanner:
         row = Row(record, [])
 
         def err(code: str, message: str) -> None:
-            row.findings.append(Finding(code, message, record.file, record.line))
+            row.add(Finding(code, message, record.file, record.line))
 
         if record.finding is not None:
-            row.findings.append(record.finding)
+            row.add(record.finding)
             return row
         data = record.data
         if not isinstance(data, dict):
             err("not_an_object", f"the record is {layouts._type(data)}, not an object")
             return row
-        row.layout, conv = layouts.convert(data, err, self.opts.format)
+        self._toolset = NO_TOOLS
+        row.layout, conv = layouts.convert(data, err, self.opts.format, self._tools)
         if conv is None:
             return row
-        if self.opts.tools is not None and "tools" not in conv:
-            conv["tools"] = self.opts.tools
+        if self._attached is not None and "tools" not in conv:
+            conv["tools"], self._toolset = self._attached.tools, self._attached
+            for code, message in self._attached.problems:
+                err(code, message)
         try:
             row.conv = Conversation.model_validate(conv)
         except ValidationError as e:
@@ -117,8 +139,9 @@ class Scanner:
                 loc = ".".join(str(p) for p in problem["loc"])
                 err("invalid_field", f"{loc}: {problem['msg']}")
             return row
-        row.tokens = self.count_tokens(row.conv)
-        checks.check(row.conv, err, self.schemas, row.tokens, self.opts.limits,
+        row.tokens = (self.count_tokens(row.conv) if self.count_tokens
+                      else approx_tokens(row.conv, self._toolset.nbytes))
+        checks.check(row.conv, err, self._toolset.validators, row.tokens, self.opts.limits,
                      args_parsed="invalid_arguments_json" not in row.codes)
         self._check_id(row, err)
         row.scores = {"dsft": quality.dsft_score(row.codes), "guide": quality.guide_score(row.conv)}
@@ -127,6 +150,38 @@ class Scanner:
             if score < self.opts.min_quality:
                 err("low_quality", f"{self.opts.scorer} score {score} < --min-quality {self.opts.min_quality:g}")
         return row
+
+    def _tools(self, tools: Any, functions: Any, err) -> list[Tool] | None:
+        """layouts' tools_fn: the row's declarations from the cache, with their problems re-reported."""
+        if tools is None and functions is None:
+            return None
+        self._toolset = self._resolve(tools, functions)
+        for code, message in self._toolset.problems:
+            err(code, message)
+        return self._toolset.tools
+
+    def _resolve(self, tools: Any, functions: Any) -> ToolSet:
+        key = orjson.dumps([tools, functions])
+        hit = self._tool_sets.get(key)
+        if hit is None:
+            problems: list[tuple[str, str]] = []
+
+            def note(code: str, message: str) -> None:
+                problems.append((code, message))
+
+            specs = layouts.tools_from(tools, functions, note) or []
+            objs = []
+            for k, spec in enumerate(specs):
+                try:
+                    objs.append(Tool.model_validate(spec))
+                except ValidationError as e:
+                    note("invalid_tools", f"tools[{k}]: {e.errors()[0]['msg']}")
+            validators = checks.compile_tools(objs, note, self.schemas)
+            hit = ToolSet(objs, problems, validators, tools_size(objs))
+            if len(self._tool_sets) > 4096:
+                self._tool_sets.clear()
+            self._tool_sets[key] = hit
+        return hit
 
     def _check_id(self, row: Row, err) -> None:
         example_id = row.conv.metadata.get("id") if row.conv else None

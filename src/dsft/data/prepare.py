@@ -93,7 +93,7 @@ def _write(files, tmp: Path, options: Options, val_ratio: float, seed: int, toke
                 dups.write(orjson.dumps({
                     "file": rec.file, "line": rec.line, "kind": row.duplicate_kind,
                     "duplicate_of": {"file": first_file, "line": first_line},
-                    "conversation": _canonical(row, with_meta=True)}) + b"\n")
+                    "conversation": orjson.Fragment(_canonical(row))}) + b"\n")
                 continue
             task = row.task_type()
             if task not in strata_index:
@@ -101,7 +101,7 @@ def _write(files, tmp: Path, options: Options, val_ratio: float, seed: int, toke
                 strata_names.append(task)
             strata.append(strata_index[task])
             digests.append(row.digest)
-            kept.write(orjson.dumps(_canonical(row, with_meta=True, task_type=task)) + b"\n")
+            kept.write(_canonical(row, task) + b"\n")
 
     val = validation_rows([strata_names[s] for s in strata], digests, val_ratio, seed)
     sha = hashlib.sha256()
@@ -151,10 +151,8 @@ def _write(files, tmp: Path, options: Options, val_ratio: float, seed: int, toke
     return report
 
 
-def _canonical(row: Row, with_meta: bool, task_type: str | None = None) -> dict[str, Any]:
-    data = row.conv.model_dump(exclude_none=True)
-    if with_meta:
-        meta = data.setdefault("metadata", {})
-        meta["dsft"] = {"origin": f"{row.record.file}:{row.record.line}", "quality": row.scores,
-                        "tokens": row.tokens, **({"task_type": task_type} if task_type else {})}
-    return data
+def _canonical(row: Row, task_type: str | None = None) -> bytes:
+    """The row as written: canonical JSON, with dsft's own notes under metadata.dsft."""
+    row.conv.metadata["dsft"] = {"origin": f"{row.record.file}:{row.record.line}", "quality": row.scores,
+                                 "tokens": row.tokens, **({"task_type": task_type} if task_type else {})}
+    return row.conv.__pydantic_serializer__.to_json(row.conv, exclude_none=True)

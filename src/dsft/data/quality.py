@@ -27,21 +27,22 @@ def _js_len(s: str | None) -> int:
 
 def guide_score(conv: Conversation) -> int:
     msgs = conv.messages
-    score = 0
-    if len(msgs) >= 2:
-        score += 20
-    has_calls = any(m.tool_calls is not None for m in msgs)
+    has_calls = has_system = has_tool = False
+    total = 0
+    for m in msgs:  # one pass: this runs on every row of every dataset
+        total += _js_len(m.content)
+        has_calls = has_calls or m.tool_calls is not None
+        has_system = has_system or m.role == "system"
+        has_tool = has_tool or m.role == "tool"
+    score = 20 if len(msgs) >= 2 else 0
     if has_calls:
         score += 10
     if msgs:
-        avg = sum(_js_len(m.content) for m in msgs) / len(msgs)
-        if avg > 100:
-            score += 20
-        if avg > 500:
-            score += 10
-    if any(m.role == "system" for m in msgs):
+        avg = total / len(msgs)
+        score += (20 if avg > 100 else 0) + (10 if avg > 500 else 0)
+    if has_system:
         score += 15
-    if has_calls and any(m.role == "tool" for m in msgs):
+    if has_calls and has_tool:
         score += 25
     return score
 

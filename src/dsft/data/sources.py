@@ -288,10 +288,7 @@ def read_csv(path: Path) -> Iterator[Record]:
     name = str(path)
     csv.field_size_limit(sys.maxsize)
     with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
-        sample = f.read(65536)
-        f.seek(0)
-        delimiter = "\t" if path.suffix.lower() == ".tsv" else (csv.Sniffer().sniff(sample, ",;\t").delimiter
-                                                              if sample else ",")
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
         reader = csv.reader(f, delimiter=delimiter)
         try:
             header = next(reader)

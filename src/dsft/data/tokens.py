@@ -26,15 +26,20 @@ def _nbytes(s: str | None) -> int:
     return len(s) if s.isascii() else len(s.encode("utf-8"))
 
 
-def approx_tokens(conv: Conversation) -> int:
+def approx_tokens(conv: Conversation, tools_nbytes: int | None = None) -> int:
+    """`tools_nbytes`: the serialized size of conv.tools when the caller already knows it."""
     n = 0
     for m in conv.messages:
         n += _nbytes(m.content) + _nbytes(m.reasoning) + 16
         for c in m.tool_calls or ():
             n += len(c.name) + len(orjson.dumps(c.arguments)) + 8
     if conv.tools:
-        n += len(orjson.dumps([t.model_dump() for t in conv.tools]))
+        n += tools_nbytes if tools_nbytes is not None else tools_size(conv.tools)
     return (n + 3) // 4
+
+
+def tools_size(tools) -> int:
+    return len(orjson.dumps([t.model_dump() for t in tools]))
 
 
 def tokenizer_counter(name: str, trust_remote_code: bool = False) -> Counter:

@@ -1,0 +1,99 @@
+"""`prepare`: nothing lost, reproducible ids, filters, and the report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from conftest import ASSETS, read_jsonl, run_dsft
+from dsft.data.generate import builtin, generate, load_scenarios
+from dsft.data.layouts import load_tools
+from dsft.data.pipeline import Options
+from dsft.data.prepare import prepare
+from dsft.errors import UserError
+
+SAMPLES = builtin("samples")
+
+
+def test_every_row_lands_in_exactly_one_file(tmp_path):
+    inputs = [ASSETS / "layouts", SAMPLES, *(ASSETS / "bad").glob("[a-z]*_*.jsonl")]
+    res = prepare(inputs, tmp_path / "ds")
+    c = res.report["counts"]
+    files = {name: read_jsonl(tmp_path / "ds" / f"{name}.jsonl") for name in ("train", "validation", "rejects", "duplicates")}
+    assert c["read"] == sum(len(v) for v in files.values()) and c["balanced"]
+    assert (c["train"], c["validation"], c["rejected"], c["duplicates"]) == tuple(len(files[k]) for k in files)
+    assert c["validation"] >= 1
+    origins = [r["metadata"]["dsft"]["origin"] for k in ("train", "validation") for r in files[k]]
+    origins += [f"{r['file']}:{r['line']}" for k in ("rejects", "duplicates") for r in files[k]]
+    assert len(origins) == c["read"]
+    repeated = {o for o in origins if origins.count(o) > 1}
+    assert {o.rsplit("/", 1)[1] for o in repeated} == {"pretty.jsonl:14"}  # two records on that one line
+    dup = files["duplicates"][0]
+    assert dup["duplicate_of"]["line"] and dup["conversation"]["messages"]
+    assert set(res.report["layouts"]) == {"chat", "instruction", "completion", "text", "sharegpt"}
+    assert (tmp_path / "ds" / "report.md").read_text().count("|") > 20
+
+
+def test_dataset_id_is_reproducible_and_checkable(tmp_path):
+    a = prepare([SAMPLES], tmp_path / "a", seed=3)
+    b = prepare([SAMPLES], tmp_path / "b", seed=3)
+    assert a.dataset_id == b.dataset_id
+    train, val = ((tmp_path / "a" / f).read_bytes() for f in ("train.jsonl", "validation.jsonl"))
+    expected = hashlib.sha256(b"train\n" + hashlib.sha256(train).digest()
+                              + b"validation\n" + hashlib.sha256(val).digest()).hexdigest()
+    assert a.dataset_id == expected
+    assert prepare([SAMPLES], tmp_path / "c", seed=4).dataset_id != a.dataset_id or len(val) == 0
+
+
+def test_out_is_never_overwritten_without_force(tmp_path):
+    prepare([SAMPLES], tmp_path / "ds")
+    with pytest.raises(UserError, match="already exists"):
+        prepare([SAMPLES], tmp_path / "ds")
+    prepare([SAMPLES], tmp_path / "ds", force=True)
+
+
+def test_min_quality_rejects_with_a_code_and_near_dup(tmp_path):
+    rows = generate(load_scenarios(), 60, seed=1)
+    src = tmp_path / "gen.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    res = prepare([src], tmp_path / "q", Options(min_quality=101), val_ratio=0.1)
+    assert res.report["counts"]["rejected"] == 60
+    assert read_jsonl(tmp_path / "q" / "rejects.jsonl")[0]["codes"] == ["low_quality"]
+    near = prepare([src], tmp_path / "n", Options(near_dup=0.5))
+    assert near.report["counts"]["duplicates"] > 0
+    assert near.report["counts"]["balanced"]
+
+
+def test_tools_file_attaches_declarations(tmp_path):
+    tools = load_tools(builtin("lightdom_tools.json"))
+    plain = prepare([SAMPLES / "guide_examples.jsonl"], tmp_path / "a")
+    assert "tools_not_declared" in plain.report["findings"]
+    withtools = prepare([SAMPLES / "guide_examples.jsonl"], tmp_path / "b", Options(tools=tools))
+    assert "tools_not_declared" not in withtools.report["findings"]
+    row = read_jsonl(tmp_path / "b" / "train.jsonl")[0]
+    assert row["tools"][0]["name"] == "mineAttribute"
+
+
+def test_report_token_stats_with_a_real_tokenizer(tmp_path):
+    """--tokenizer counts with a Hugging Face tokenizer built here (no hub)."""
+    tokenizers = pytest.importorskip("tokenizers")
+    from transformers import PreTrainedTokenizerFast
+
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(tmp_path / "tok")
+    proc = run_dsft("data", "prepare", SAMPLES / "guide_instructions.jsonl", "--out", tmp_path / "ds",
+                    "--tokenizer", tmp_path / "tok", "--json", check=0)
+    tokens = json.loads(proc.stdout)["tokens"]
+    assert tokens["method"].startswith("tokenizer") and tokens["max"] > tokens["p5"] > 0
+
+
+def test_cli_prepare_prints_report_and_rejects_bad_flags(tmp_path):
+    proc = run_dsft("data", "prepare", SAMPLES, "--out", tmp_path / "ds", check=0)
+    assert "adds up" in proc.stdout and "dataset" in proc.stdout
+    proc = run_dsft("data", "prepare", SAMPLES, "--out", tmp_path / "x", "--val-ratio", "1.5", check=2)
+    assert "--val-ratio" in proc.stderr
+    proc = run_dsft("data", "prepare", SAMPLES, "--out", tmp_path / "x", "--format", "alpaca", check=2)
+    assert "use one of" in proc.stderr
