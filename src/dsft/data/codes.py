@@ -130,3 +130,16 @@ class InputError(Exception):
     def __init__(self, findings: list[Finding]):
         super().__init__("; ".join(f"{f.where()}: {f.message}" for f in findings))
         self.findings = findings
+
+
+def markdown_table() -> str:
+    """The catalogue as a Markdown table; docs/data.md embeds it and a test keeps the two equal."""
+    rows = ["| code | tier | meaning | fix | quality penalty |", "|---|---|---|---|---|"]
+    for c in CODES.values():
+        tier = c.severity + (" (input unreadable: exit 2)" if c.fatal else "")
+        rows.append(f"| `{c.code}` | {tier} | {c.title} | {c.fix} | {c.penalty or ''} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -7,6 +7,7 @@ held across rows is bounded by what deduplication and the split need: a digest p
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -101,7 +102,10 @@ class Scanner:
         self.near = NearDeduper(options.near_dup) if options.near_dup else None
         self.example_ids: dict[Any, str] = {}
         self.kept = 0
-        self.origins: list[tuple[str, int]] = []  # (file, line) of each kept row, by kept index
+        self._files: list[str] = []  # origins of kept rows, two compact arrays by kept index
+        self._file_ids: dict[str, int] = {}
+        self._origin_file = array("I")
+        self._origin_line = array("I")
         self.final_replies: Counter[bytes] = Counter()
 
     def scan(self, records: Iterable[sources.Record]) -> Iterator[Row]:
@@ -202,10 +206,20 @@ class Scanner:
             row.duplicate_of, row.duplicate_kind = first, kind
             return
         self.kept += 1
-        self.origins.append((row.record.file, row.record.line))
+        file_id = self._file_ids.setdefault(row.record.file, len(self._files))
+        if file_id == len(self._files):
+            self._files.append(row.record.file)
+        self._origin_file.append(file_id)
+        self._origin_line.append(row.record.line)
         last = next((m for m in reversed(row.conv.messages) if m.role == "assistant" and m.content), None)
         if last is not None:
             self.final_replies[digest(last.content.strip())] += 1
+            if len(self.final_replies) > 100_000:  # bounded: a reply seen once so far cannot be a majority yet
+                self.final_replies = Counter({k: n for k, n in self.final_replies.items() if n > 1})
+
+    def origin(self, kept_index: int) -> tuple[str, int]:
+        """(file, line) of a kept row."""
+        return self._files[self._origin_file[kept_index]], self._origin_line[kept_index]
 
     def dataset_findings(self) -> list[Finding]:
         """Problems only the whole dataset shows: one reply given to most prompts."""

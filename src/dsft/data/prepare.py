@@ -89,7 +89,7 @@ def _write(files, tmp: Path, options: Options, val_ratio: float, seed: int, toke
                     "text": rec.text}) + b"\n")
                 continue
             if row.duplicate_of is not None:
-                first_file, first_line = scanner.origins[row.duplicate_of]
+                first_file, first_line = scanner.origin(row.duplicate_of)
                 dups.write(orjson.dumps({
                     "file": rec.file, "line": rec.line, "kind": row.duplicate_kind,
                     "duplicate_of": {"file": first_file, "line": first_line},

@@ -42,7 +42,7 @@ def validate(inputs: list[str | Path], options: Options | None = None) -> Valida
         result.findings.extend(row.findings)
         if row.duplicate_of is not None:
             f = Finding("duplicate_example" if row.duplicate_kind == "exact" else "near_duplicate_example",
-                        "duplicates {}:{}".format(*scanner.origins[row.duplicate_of]), row.record.file, row.record.line)
+                        "duplicates {}:{}".format(*scanner.origin(row.duplicate_of)), row.record.file, row.record.line)
             result.tally.add_finding(f)
             result.findings.append(f)
     for f in scanner.dataset_findings():
