@@ -18,11 +18,16 @@ app = typer.Typer(name="dsft", help="Local finetuning for DeepSeek models: data,
 err_console = Console(stderr=True)
 
 
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                       help="Print the version and exit.")) -> None:
+    """Local finetuning for DeepSeek models: data, training, evaluation, serving."""
 
 
 def _register() -> None:
