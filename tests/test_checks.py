@@ -47,6 +47,8 @@ CASES = [
     ("no assistant", [SYS, USER], ["no_assistant_turn", "ends_without_answer"]),
     ("weight 0 only", [SYS, USER, {**answer(), "weight": 0}], ["no_assistant_turn"]),
     ("weight on user", [SYS, {**USER, "weight": 1}, answer()], ["invalid_field"]),
+    ("empty final answer after a tool result", [SYS, USER, call({"url": "x"}), result(), answer("  ")],
+     ["missing_content"]),
     ("empty user", [SYS, {"role": "user", "content": "  "}, answer()], ["missing_content"]),
     ("no system", [USER, answer()], ["no_system_message"]),
     ("error glossed over", [SYS, USER, call({"url": "x"}), result('{"success": false, "error": "TIMEOUT"}'),

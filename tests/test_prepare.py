@@ -44,7 +44,10 @@ def test_dataset_id_is_reproducible_and_checkable(tmp_path):
     expected = hashlib.sha256(b"train\n" + hashlib.sha256(train).digest()
                               + b"validation\n" + hashlib.sha256(val).digest()).hexdigest()
     assert a.dataset_id == expected
-    assert prepare([SAMPLES], tmp_path / "c", seed=4).dataset_id != a.dataset_id or len(val) == 0
+    rows = generate(load_scenarios(), 100, seed=0)
+    src = tmp_path / "gen.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert prepare([src], tmp_path / "s1", seed=1).dataset_id != prepare([src], tmp_path / "s2", seed=2).dataset_id
 
 
 def test_out_is_never_overwritten_without_force(tmp_path):
@@ -97,3 +100,14 @@ def test_cli_prepare_prints_report_and_rejects_bad_flags(tmp_path):
     assert "--val-ratio" in proc.stderr
     proc = run_dsft("data", "prepare", SAMPLES, "--out", tmp_path / "x", "--format", "alpaca", check=2)
     assert "use one of" in proc.stderr
+
+
+def test_identical_assistant_replies_is_a_dataset_warning(tmp_path):
+    rows = [{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Question {k}?"},
+                          {"role": "assistant", "content": "I cannot help with that."}]} for k in range(12)]
+    src = tmp_path / "same.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    res = prepare([src], tmp_path / "ds")
+    assert res.report["findings"]["identical_assistant_replies"]["count"] == 1
+    proc = run_dsft("data", "validate", src, check=0)
+    assert "identical_assistant_replies" in proc.stdout

@@ -142,7 +142,7 @@ def _check_messages(conv: Conversation, err: Err, validators: dict[str, Callable
                         err("arguments_schema_mismatch", f"{where} ({call.name}): {e.message}")
         elif m.role != "assistant" and not (m.content and m.content.strip()):
             err("missing_content", f"messages[{i}] ({m.role}) has no content")
-        elif m.role == "assistant" and m.content is None and m.reasoning is None:
+        elif m.role == "assistant" and not (m.content and m.content.strip()) and not m.reasoning:
             err("missing_content", f"messages[{i}] (assistant) has no content and no tool calls")
 
 

@@ -1,9 +1,10 @@
 """Duplicate detection: exact on a normalised form by default, near-duplicates on request.
 
-The normal form is what the model is trained on, minus noise: roles, text case-folded with
-whitespace collapsed, tool calls with sorted-key arguments, and the declared tool names.
-Metadata (ids, sources) is ignored, so the same example from two files is caught. Only a
-16-byte digest per kept row is held in memory.
+The normal form is what the model is trained on, minus noise: roles, text without ASCII
+whitespace and with ASCII letters lower-cased, tool calls with sorted-key arguments (ids
+ignored), and the declared tool names. Metadata (ids, sources) is ignored, so the same example
+from two files is caught. It is built as bytes with C-speed `translate`/`lower` because it runs
+on every row; only a 16-byte digest per kept row is held in memory.
 """
 
 from __future__ import annotations
@@ -14,23 +15,34 @@ import orjson
 
 from dsft.data.conversation import Conversation
 
-def normal_form(conv: Conversation) -> str:
+_ASCII_SPACE = b" \t\n\r\x0b\x0c"
+
+
+def normal_form(conv: Conversation) -> bytes:
     parts = []
     for m in conv.messages:
         parts.append(m.role)
         if m.content:
-            parts.append(m.content.strip())
+            parts.append(m.content)
         for c in m.tool_calls or ():
             parts.append(c.name)
             parts.append(orjson.dumps(c.arguments, option=orjson.OPT_SORT_KEYS).decode())
     if conv.tools:
         parts.append(",".join(sorted(conv.tool_names())))
-    # NUL separates parts (str.split() does not split on it); one pass collapses all whitespace.
-    return " ".join("\0".join(parts).split()).casefold()
+    return "\0".join(parts).encode("utf-8", "surrogatepass").translate(None, _ASCII_SPACE).lower()
 
 
-def digest(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+def plain_text(conv: Conversation) -> str:
+    """Words of the example, for near-duplicate shingles."""
+    parts = [m.content for m in conv.messages if m.content]
+    parts += [orjson.dumps(c.arguments).decode() for c in conv.calls()]
+    return " ".join(parts).casefold()
+
+
+def digest(data: bytes | str) -> bytes:
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 class ExactDeduper:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from dsft.data import checks, layouts, quality, sources
 from dsft.data.codes import CODES, Finding
 from dsft.data.conversation import Conversation, Tool
-from dsft.data.dedup import ExactDeduper, NearDeduper, digest, normal_form
+from dsft.data.dedup import ExactDeduper, NearDeduper, digest, normal_form, plain_text
 from dsft.data.tokens import Counter as TokenCounter
 from dsft.data.tokens import approx_tokens, tools_size
 
@@ -106,7 +106,7 @@ class Scanner:
         self._file_ids: dict[str, int] = {}
         self._origin_file = array("I")
         self._origin_line = array("I")
-        self.final_replies: Counter[bytes] = Counter()
+        self.final_replies: Counter[int] = Counter()  # by str hash: only compared within this process
 
     def scan(self, records: Iterable[sources.Record]) -> Iterator[Row]:
         for record in records:
@@ -196,12 +196,11 @@ class Scanner:
             err("duplicate_example_id", f"id {example_id!r} was first used at {first}")
 
     def _dedup(self, row: Row) -> None:
-        text = normal_form(row.conv)
-        row.digest = digest(text)
+        row.digest = digest(normal_form(row.conv))
         first = self.exact.seen(row.digest, self.kept)
         kind = "exact"
         if first is None and self.near is not None:
-            first, kind = self.near.seen(text, self.kept), "near"
+            first, kind = self.near.seen(plain_text(row.conv), self.kept), "near"
         if first is not None:
             row.duplicate_of, row.duplicate_kind = first, kind
             return
@@ -213,7 +212,7 @@ class Scanner:
         self._origin_line.append(row.record.line)
         last = next((m for m in reversed(row.conv.messages) if m.role == "assistant" and m.content), None)
         if last is not None:
-            self.final_replies[digest(last.content.strip())] += 1
+            self.final_replies[hash(last.content.strip())] += 1
             if len(self.final_replies) > 100_000:  # bounded: a reply seen once so far cannot be a majority yet
                 self.final_replies = Counter({k: n for k, n in self.final_replies.items() if n > 1})
 

@@ -109,10 +109,11 @@ def _write(files, tmp: Path, options: Options, val_ratio: float, seed: int, toke
     with open(tmp / "kept.tmp", "rb") as kept, open(tmp / "train.jsonl", "wb") as train, \
             open(tmp / "validation.jsonl", "wb") as valid:
         train_sha, val_sha = hashlib.sha256(), hashlib.sha256()
+        per_split = {True: (valid, val_sha, "validation"), False: (train, train_sha, "train")}
         for i, line in enumerate(kept):
-            split = "validation" if i in val else "train"
-            (valid if i in val else train).write(line)
-            (val_sha if i in val else train_sha).update(line)
+            out, digest, split = per_split[i in val]
+            out.write(line)
+            digest.update(line)
             per_task[strata_names[strata[i]]][split] += 1
     (tmp / "kept.tmp").unlink()
     sha.update(b"train\n" + train_sha.digest() + b"validation\n" + val_sha.digest())

@@ -41,10 +41,11 @@ class Tally:
         self.files[row.record.file] += 1
         if row.layout:
             self.layouts[row.layout] += 1
-        for f in row.findings:
-            self.add_finding(f)
-        for code in set(row.codes):
-            self.code_rows[code] += 1
+        if row.findings:
+            for f in row.findings:
+                self.add_finding(f)
+            for code in set(row.codes):
+                self.code_rows[code] += 1
         if row.rejected:
             self.rejected += 1
         elif row.duplicate_of is not None:
