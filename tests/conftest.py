@@ -32,3 +32,18 @@ def run_dsft(*args: str, cwd: Path | None = None, check: int | None = None) -> s
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """The embedded default model (deepseek_v3, seed 0), built once per test worker."""
+    from dsft.model.tiny import TinySpec, build
+
+    return build(tmp_path_factory.mktemp("tiny") / "tiny-deepseek_v3", TinySpec())
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model)

@@ -31,9 +31,11 @@ def _root(version: bool = typer.Option(False, "--version", is_eager=True, callba
 
 
 def _register() -> None:
-    from dsft.cli import data, demo
+    from dsft.cli import chat, data, demo, model
 
     app.add_typer(data.app, name="data")
+    app.add_typer(model.app, name="model")
+    app.add_typer(chat.app, name="chat")
     app.command("demo")(demo.demo)
 
 

@@ -229,3 +229,11 @@ class Scanner:
                 out.append(Finding("identical_assistant_replies",
                                    f"{n} of {self.kept} examples end with the same assistant reply"))
         return out
+
+
+def to_conversation(record: dict, options: Options | None = None) -> Conversation:
+    """One record in any layout -> Conversation, or ValueError listing its errors (for code, not files)."""
+    row = Scanner(options or Options()).judge(sources.Record("<record>", 1, "", record))
+    if row.rejected or row.conv is None:
+        raise ValueError("; ".join(f"[{f.code}] {f.message}" for f in row.findings if f.severity == "error"))
+    return row.conv
