@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	@# torch first, pinned: 2.13.0 is a CPU build on this disk; an unpinned torch pulls GBs of CUDA.
 	@# A torch that is already installed (e.g. your CUDA build) is left alone.
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
-	@$(PY) -m pip install -q -e '.[test,tokenizers]'
+	@$(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
 setup: $(STAMP)

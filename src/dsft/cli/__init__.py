@@ -31,11 +31,13 @@ def _root(version: bool = typer.Option(False, "--version", is_eager=True, callba
 
 
 def _register() -> None:
-    from dsft.cli import chat, data, demo, model
+    from dsft.cli import chat, data, demo, model, train
 
     app.add_typer(data.app, name="data")
     app.add_typer(model.app, name="model")
     app.add_typer(chat.app, name="chat")
+    app.command("train")(train.train)
+    app.command("eval")(train.evaluate)
     app.command("demo")(demo.demo)
 
 

@@ -1,9 +1,11 @@
 """`dsft demo`: the main job on the embedded default, end to end as far as dsft goes today.
 
-Today that is the data path: generate LightDom tool-use conversations from the built-in
-scenarios, add the guide's own examples and a mixed-layout sample with deliberately broken
-rows, then prepare a dataset and print the report. Later stages (training, evaluation,
-registry, serving) extend this command as they land.
+1. generate LightDom tool-use conversations from the built-in scenarios, add the guide's own
+   examples and a mixed-layout sample with deliberately broken rows;
+2. prepare a dataset (validate, score, deduplicate, split) and print the report;
+3. build the tiny DeepSeek-V3 model if needed, train it with its preset on the train split;
+4. score base and trained model on the held-out split through the shared renderer and parser.
+Later stages (registry, serving) extend this command as they land.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from dsft.home import dsft_home
 console = Console()
 
 
-def demo(n: int = typer.Option(300, "-n", help="Generated tool-use examples."),
-         seed: int = typer.Option(0, "--seed")) -> None:
-    """Run the data path on the built-in LightDom example data and print the report."""
+def demo(n: int = typer.Option(1200, "-n", help="Generated tool-use examples."),
+         seed: int = typer.Option(0, "--seed"),
+         epochs: float = typer.Option(None, "--epochs", help="Override the tiny preset's epochs."),
+         eval_limit: int = typer.Option(120, "--eval-limit", help="Held-out examples scored.")) -> None:
+    """Generate data, prepare it, train the tiny model and show base vs trained on held-out data."""
     from dsft.cli.data import print_report
     from dsft.data.layouts import load_tools
 
@@ -47,6 +51,54 @@ def demo(n: int = typer.Option(300, "-n", help="Generated tool-use examples."),
     tools = load_tools(builtin("lightdom_tools.json"))
     result = prepare(inputs, work / "dataset", Options(tools=tools), seed=seed, force=True)
     print_report(result.report, _short(result.out))
+    _train_and_compare(work, result.out, seed, epochs, eval_limit)
+
+
+def _train_and_compare(work: Path, dataset: Path, seed: int, epochs: float | None, eval_limit: int) -> None:
+    import shutil
+
+    from rich.table import Table
+
+    from dsft.eval.tooluse import evaluate, load_for_eval
+    from dsft.model.tiny import TinySpec, build
+    from dsft.train.config import load
+    from dsft.train.presets import for_model
+    from dsft.train.trainer import load_conversations, train
+
+    console.rule("[bold]3. train the tiny DeepSeek-V3 model")
+    model_dir = dsft_home() / "models" / "tiny-deepseek_v3"
+    if not (model_dir / "config.json").exists():
+        build(model_dir, TinySpec(seed=seed))
+        console.print(f"built the tiny model (MLA + MoE, random init, local BPE tokenizer) -> {_short(model_dir)}")
+    run_dir = work / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    overrides = {**for_model(str(model_dir)), "model.name_or_path": str(model_dir),
+                 "data.train": [str(dataset / "train.jsonl")], "data.validation": [str(dataset / "validation.jsonl")],
+                 "output.dir": str(run_dir), "training.seed": seed}
+    if epochs is not None:
+        overrides["training.epochs"] = epochs
+    cfg = load(None, overrides)
+    console.print(f"preset for the tiny model: {cfg.method} finetune, lr {cfg.training.learning_rate:g}, "
+                  f"{cfg.training.epochs:g} epochs, batch {cfg.training.batch_size} (chosen by measurement, "
+                  "see dsft/train/presets.py)")
+    result = train(cfg, lambda s, n, line: console.print(
+        f"  step {s}/{n} loss {line['loss']:.3f}" + (f" eval {line['eval_loss']:.3f}" if line.get("eval_loss") else ""))
+        if s % 500 == 0 or s == n else None)
+    console.print(f"trained in {result.seconds:.0f}s: {result.tokens_per_s:.0f} tokens/s, "
+                  f"pad fraction {result.pad_fraction:.2%}, eval loss {result.eval_loss:.3f} -> {_short(run_dir)}")
+    console.rule("[bold]4. held-out tool use: base vs trained (greedy, shared renderer + parser)")
+    held_out, _ = load_conversations([str(dataset / "validation.jsonl")])
+    rows = {}
+    for label, path in (("base", model_dir), ("trained", run_dir)):
+        net, tokenizer = load_for_eval(str(path))
+        rows[label] = evaluate(net, tokenizer, held_out, limit=eval_limit).summary()
+    table = Table()
+    for col in ("metric", "base", "trained"):
+        table.add_column(col)
+    for key in ("n", "parse_rate", "tool_name_accuracy", "tool_args_exact_match"):
+        fmt = (lambda v: str(v)) if key == "n" else (lambda v: f"{v:.1%}")
+        table.add_row(key, fmt(rows["base"][key]), fmt(rows["trained"][key]))
+    console.print(table)
 
 
 def _short(path: Path) -> Path:

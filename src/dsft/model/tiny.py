@@ -56,7 +56,11 @@ def tokenizer_corpus(seed: int) -> Iterator[str]:
     yield from _GENERIC * 20
     yield builtin("lightdom_tools.json").read_text(encoding="utf-8")
     for row in generate(load_scenarios(), 400, seed=10_000 + seed):
-        for m in row["messages"]:
+        # The system text as the renderer writes it (schemas as compact JSON under "## Tools"), so
+        # the prefix every tool-use example repeats becomes a few long tokens: throughput is learning.
+        tools = "\n".join(orjson.dumps(t["function"]).decode() for t in row["tools"])
+        yield f"{row['messages'][0]['content']}\n\n## Tools\nYou can call these functions:\n{tools}"
+        for m in row["messages"][1:]:
             if m.get("content"):
                 yield m["content"]
             for c in m.get("tool_calls") or ():
@@ -71,7 +75,9 @@ def build_tokenizer(spec: TinySpec):
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # No word-splitting regex: merges may cross spaces and punctuation, so the long JSON schemas and
+    # phrases every example repeats compress into a few tokens (measured: far shorter sequences).
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=spec.vocab_size, min_frequency=2, show_progress=False,
                                   special_tokens=[BOS, EOS, PAD, *CHAT_TOKENS],
@@ -118,6 +124,7 @@ def build(out: Path, spec: TinySpec = TinySpec()) -> Path:
     torch.manual_seed(spec.seed)
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.config.dsft_tiny = {"arch": spec.arch, "seed": spec.seed}  # lets `dsft train` pick the tiny preset
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)

@@ -1,0 +1,73 @@
+"""`dsft train` and `dsft eval`: flags wired to dsft.train and dsft.eval."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags override it."),
+          model: Optional[str] = typer.Option(None, "--model", help="Base model folder or id."),
+          train_files: Optional[list[str]] = typer.Option(None, "--train", help="Training data, any layout."),
+          validation: Optional[list[str]] = typer.Option(None, "--validation", help="Held-out data."),
+          out: Optional[str] = typer.Option(None, "--out", help="Run folder to create."),
+          method: Optional[str] = typer.Option(None, "--method", help="lora or full (default: the model's preset)."),
+          epochs: Optional[float] = typer.Option(None, "--epochs"),
+          lr: Optional[float] = typer.Option(None, "--lr"),
+          batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+          max_length: Optional[int] = typer.Option(None, "--max-length"),
+          seed: Optional[int] = typer.Option(None, "--seed")) -> None:
+    """Train an adapter (or a full finetune) from flags alone or a config file."""
+    from dsft.train import config as cfgmod
+    from dsft.train.presets import for_model
+    from dsft.train.trainer import train as run
+
+    flags = {"model.name_or_path": model, "data.train": train_files, "data.validation": validation,
+             "output.dir": out, "method": method, "training.epochs": epochs, "training.learning_rate": lr,
+             "training.batch_size": batch_size, "data.max_length": max_length, "training.seed": seed}
+    flags = {k: v for k, v in flags.items() if v not in (None, [])}
+    base = cfgmod.load(config, flags) if config else None
+    name = model or (base.model.name_or_path if base else None)
+    preset = for_model(name) if name and not config else {}
+    cfg = cfgmod.load(config, {**preset, **flags})
+    console.print(f"training {cfg.model.name_or_path} ({cfg.method}, {cfg.training.epochs:g} epochs, "
+                  f"lr {cfg.training.learning_rate:g}) -> {cfg.output.dir}")
+
+    def progress(step: int, total: int, line: dict) -> None:
+        extra = f", eval loss {line['eval_loss']:.3f}" if line.get("eval_loss") is not None else ""
+        console.print(f"step {step}/{total}: loss {line['loss']:.3f}{extra}, {line['tokens_per_s']:.0f} tokens/s")
+
+    result = run(cfg, progress)
+    console.print(f"done in {result.seconds:.0f}s: {result.steps} steps, train loss {result.train_loss:.3f}, "
+                  f"eval loss {result.eval_loss if result.eval_loss is None else round(result.eval_loss, 3)}, "
+                  f"pad fraction {result.pad_fraction:.2%}, {result.tokens_per_s:.0f} tokens/s -> {result.dir}")
+
+
+def evaluate(model: str = typer.Option(..., "--model", help="Run folder or model folder."),
+             data: list[str] = typer.Option(..., "--data", help="Evaluation data, any layout."),
+             limit: Optional[int] = typer.Option(None, "--limit"),
+             max_new_tokens: int = typer.Option(96, "--max-new-tokens"),
+             seed: int = typer.Option(0, "--seed"),
+             as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """Generate the next assistant turn of each example and score tool calls."""
+    import torch
+
+    from dsft.eval.tooluse import evaluate as run
+    from dsft.eval.tooluse import load_for_eval
+    from dsft.train.trainer import load_conversations
+
+    torch.manual_seed(seed)
+    convs, _ = load_conversations(data)
+    net, tokenizer = load_for_eval(model)
+    summary = run(net, tokenizer, convs, max_new_tokens=max_new_tokens, limit=limit).summary()
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    else:
+        Console().print(" ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))

@@ -1,0 +1,136 @@
+"""Tool-use evaluation: generate the next assistant turn greedily and compare it with the reference.
+
+Prompts come from `render_prompt` and generations are read by `parse_assistant`: the same
+renderer and parser as training and serving. The example's first trained assistant turn is the
+one scored; everything before it is the prompt.
+
+Metrics (per example, averaged):
+- parse_rate: the generation parses (a well-formed tool-call block, or plain text);
+- tool_name_accuracy: the called tool names equal the reference's as a multiset (no call when
+  the reference makes none counts as correct);
+- tool_args_exact_match: names and arguments equal the reference's, arguments compared as JSON
+  values, calls matched order-insensitively.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from dsft.chat.parse import parse_assistant
+from dsft.chat.render import render_prompt
+from dsft.data.conversation import Conversation, ToolCall
+
+
+@dataclass
+class Case:
+    prompt: Conversation
+    reference: list[ToolCall]
+    reference_text: str | None
+
+
+@dataclass
+class Scores:
+    n: int = 0
+    parsed: int = 0
+    names: int = 0
+    exact: int = 0
+    details: list[dict] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        d = max(self.n, 1)
+        return {"n": self.n, "parse_rate": self.parsed / d, "tool_name_accuracy": self.names / d,
+                "tool_args_exact_match": self.exact / d}
+
+
+def cases(convs: list[Conversation]) -> list[Case]:
+    out = []
+    for conv in convs:
+        k = next((i for i, m in enumerate(conv.messages) if m.trained), None)
+        if k is None or k == 0:
+            continue
+        prefix = conv.model_copy(update={"messages": conv.messages[:k]})
+        turn = conv.messages[k]
+        out.append(Case(prefix, list(turn.tool_calls or ()), turn.content))
+    return out
+
+
+def _key(call: ToolCall) -> str:
+    return call.name + "\0" + json.dumps(call.arguments, sort_keys=True)
+
+
+def score_one(generated: str, case: Case, scores: Scores) -> None:
+    parsed = parse_assistant(generated)
+    ref_names = Counter(c.name for c in case.reference)
+    got_names = Counter(c.name for c in parsed.tool_calls)
+    name_ok = parsed.ok and ref_names == got_names
+    exact_ok = name_ok and Counter(map(_key, case.reference)) == Counter(map(_key, parsed.tool_calls))
+    scores.n += 1
+    scores.parsed += parsed.ok
+    scores.names += name_ok
+    scores.exact += exact_ok
+    scores.details.append({"generated": generated, "parsed": parsed.ok, "name_ok": name_ok, "exact": exact_ok})
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 8) -> list[str]:
+    """Greedy, batched, left-padded; returns the decoded continuation with special tokens kept."""
+    model.eval()
+    outs: list[str] = []
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    texts: dict[int, str] = {}
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        width = max(len(prompts[i]) for i in idx)
+        ids = torch.full((len(idx), width), tokenizer.pad_token_id, dtype=torch.long)
+        attention = torch.zeros_like(ids)
+        for row, i in enumerate(idx):
+            ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
+            attention[row, width - len(prompts[i]):] = 1
+        gen = model.generate(input_ids=ids, attention_mask=attention, max_new_tokens=max_new_tokens, do_sample=False,
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        for row, i in enumerate(idx):
+            new = [t for t in gen[row, width:].tolist() if t != tokenizer.pad_token_id]
+            texts[i] = tokenizer.decode(new, skip_special_tokens=False)
+    outs = [texts[i] for i in range(len(prompts))]
+    return outs
+
+
+def evaluate(model, tokenizer, convs: list[Conversation], max_new_tokens: int = 96, limit: int | None = None,
+             batch_size: int = 8) -> Scores:
+    chosen = cases(convs)[:limit] if limit else cases(convs)
+    prompts = [render_prompt(c.prompt, tokenizer) for c in chosen]
+    scores = Scores()
+    for text, case in zip(generate(model, tokenizer, prompts, max_new_tokens, batch_size), chosen):
+        score_one(text, case, scores)
+    return scores
+
+
+def load_for_eval(path: str):
+    """A run folder (LoRA adapter or full model) or a base model folder, ready for generation."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from dsft.errors import UserError
+    from dsft.train.targets import exact_targets
+
+    folder = Path(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        adapter = folder / "adapter_config.json"
+        if adapter.exists():
+            from peft import PeftModel
+
+            base_name = json.loads(adapter.read_text())["base_model_name_or_path"]
+            base = AutoModelForCausalLM.from_pretrained(base_name, use_safetensors=True, dtype=torch.float32)
+            with exact_targets(base):
+                model = PeftModel.from_pretrained(base, path)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, dtype=torch.float32)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot load model {path!r}: {str(e).splitlines()[0]}",
+                        "give a run folder from `dsft train` or a model folder") from None
+    return model, tokenizer

@@ -1,0 +1,83 @@
+"""Which modules LoRA adapts, resolved from the model's own modules, and checked after wrapping.
+
+Presets are per architecture. Names are resolved to full module paths before peft sees them,
+because peft matches bare suffixes and rewrites some on MoE models: on deepseek_v3,
+`gate_proj/up_proj/down_proj` become the fused routed experts while the dense first layer and
+the shared experts are left untouched (measured with peft 0.21). A requested name that matches
+nothing is an error listing the names that exist: the guide's `q_proj/k_proj/v_proj` on an MLA
+model fails loudly instead of training half a model.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from torch import nn
+
+from dsft.errors import UserError
+
+PRESETS: dict[str, list[str]] = {
+    "llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "qwen2": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    # MLA: q_proj when q_lora_rank is null (V2-Lite), else q_a_proj/q_b_proj. Dense and shared-expert MLPs.
+    "deepseek_v3": ["q_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj",
+                    "gate_proj", "up_proj", "down_proj"],
+}
+PRESETS["deepseek_v2"] = PRESETS["deepseek_v3"]
+PRESETS["mistral"] = PRESETS["llama"]
+NEVER = ("mlp.gate",)  # the MoE router is never trained
+
+
+def linear_names(model: nn.Module) -> dict[str, list[str]]:
+    """Suffix -> full names of every nn.Linear, routed experts excluded (they are fused 3-D weights)."""
+    out: dict[str, list[str]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear) and ".experts." not in f".{name}." and not name.endswith(NEVER):
+            out.setdefault(name.rsplit(".", 1)[-1], []).append(name)
+    out.pop("lm_head", None)
+    return out
+
+
+def resolve(model: nn.Module, requested: list[str] | str = "auto") -> list[str]:
+    """Full module names for LoRA. `auto` = the architecture's preset, keeping what exists."""
+    available = linear_names(model)
+    arch = getattr(model.config, "model_type", "")
+    if requested == "auto":
+        if arch not in PRESETS:
+            raise UserError(f"no LoRA preset for architecture {arch!r}",
+                            f"name target modules with --targets; this model has: {', '.join(sorted(available))}")
+        wanted = [t for t in PRESETS[arch] if t in available]
+    else:
+        wanted = list(requested)
+        missing = [t for t in wanted if t not in available]
+        if missing:
+            raise UserError(f"target modules {', '.join(missing)} match nothing in this {arch} model",
+                            f"choose among: {', '.join(sorted(available))} (or use 'auto')")
+    return sorted(name for t in wanted for name in available[t])
+
+
+def check_adapted(peft_model: nn.Module, expected: list[str]) -> None:
+    """After wrapping: exactly the requested modules carry LoRA weights, nothing else."""
+    got = sorted(name.removeprefix("base_model.model.") for name, m in peft_model.named_modules()
+                 if hasattr(m, "lora_A") and not name.endswith("base_layer"))
+    if got != sorted(expected):
+        extra, lost = sorted(set(got) - set(expected)), sorted(set(expected) - set(got))
+        raise RuntimeError(f"peft adapted other modules than asked: extra {extra[:5]}, missing {lost[:5]}")
+
+
+@contextmanager
+def exact_targets(model: nn.Module):
+    """Stop peft (0.21) from remapping `*.gate_proj/up_proj/down_proj` on deepseek_v2/v3.
+
+    peft converts those names to the fused routed experts (a v4->v5 checkpoint compatibility
+    step it applies by `config.model_type`), which drops the dense and shared-expert MLPs we
+    asked for. Shadowing `model_type` on this config instance while peft wraps or loads the
+    adapter disables that step only; `check_adapted` verifies the result every time.
+    """
+    config = model.config
+    original = config.model_type
+    config.model_type = f"{original}+dsft-exact-targets"
+    try:
+        yield model
+    finally:
+        config.model_type = original

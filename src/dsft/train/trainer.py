@@ -1,0 +1,205 @@
+"""The training loop: a config in, a run folder out.
+
+Deliberately small (nanoGPT-style): length-grouped batches, loss summed over supervised tokens
+and divided by the supervised tokens of the whole optimizer step (so splitting a step into
+micro-batches does not change it), AdamW with warmup + cosine, periodic eval loss, and a run
+folder in the HF/PEFT layout. Non-finite losses stop the run before anything is saved.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dsft.data.conversation import Conversation
+from dsft.errors import UserError
+from dsft.train.batching import Example, collate, length_grouped_batches, tokenize
+from dsft.train.config import TrainConfig
+
+
+@dataclass
+class RunResult:
+    dir: Path
+    steps: int
+    train_loss: float
+    eval_loss: float | None
+    tokens: int
+    pad_fraction: float
+    seconds: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def load_conversations(paths: list[str]) -> tuple[list[Conversation], dict]:
+    """Raw files in any layout, judged exactly as `dsft data prepare` judges them."""
+    from dsft.data.pipeline import Options, Scanner
+    from dsft.data.sources import discover, read_records
+
+    scanner = Scanner(Options())
+    convs, rejected = [], 0
+    for row in scanner.scan(read_records(discover(paths))):
+        if row.rejected or row.duplicate_of is not None:
+            rejected += 1
+            continue
+        row.conv.metadata.setdefault("dsft", {"origin": f"{row.record.file}:{row.record.line}"})
+        convs.append(row.conv)
+    return convs, {"kept": len(convs), "dropped": rejected}
+
+
+def load_model(cfg: TrainConfig):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    name = cfg.model.name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=cfg.model.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(name, trust_remote_code=cfg.model.trust_remote_code,
+                                                     use_safetensors=True, dtype=torch.float32)
+    except Exception as e:  # transformers raises many types for a missing/unsafe model
+        raise UserError(f"cannot load model {name!r}: {str(e).splitlines()[0]}",
+                        "give a model folder with safetensors weights (e.g. `dsft model tiny`) or a reachable id") from None
+    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        raise UserError(f"{name}: the tokenizer has no pad token distinct from EOS",
+                        "add one (tokenizer.add_special_tokens({'pad_token': ...})) so the model still learns to stop")
+    return model, tokenizer
+
+
+def wrap(model, cfg: TrainConfig):
+    if cfg.method == "full":
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    from dsft.train.targets import check_adapted, exact_targets, resolve
+
+    targets = resolve(model, cfg.lora.targets)
+    with exact_targets(model):
+        peft_model = get_peft_model(model, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha,
+                                                      lora_dropout=cfg.lora.dropout, target_modules=targets,
+                                                      task_type="CAUSAL_LM"))
+    check_adapted(peft_model, targets)
+    return peft_model
+
+
+def _loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"][:, 1:]
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(),
+                                             labels.reshape(-1), ignore_index=-100, reduction="sum")
+    return loss, int((labels != -100).sum())
+
+
+@torch.no_grad()
+def eval_loss(model, examples: list[Example], pad_id: int, batch_size: int) -> float | None:
+    if not examples:
+        return None
+    model.eval()
+    total, count = 0.0, 0
+    for idx in length_grouped_batches([len(e.ids) for e in examples], batch_size, 0, 0):
+        batch, _ = collate([examples[i] for i in idx], pad_id)
+        loss, n = _loss_sum(model, batch)
+        total, count = total + loss.item(), count + n
+    model.train()
+    return total / max(count, 1)
+
+
+def train(cfg: TrainConfig, progress=None) -> RunResult:
+    out = Path(cfg.output.dir)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"run folder {out} already exists", "choose another --out")
+    t = cfg.training
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    torch.manual_seed(t.seed)
+    model, tokenizer = load_model(cfg)
+    convs, counts = load_conversations(cfg.data.train)
+    if cfg.data.validation:
+        val_convs, _ = load_conversations(cfg.data.validation)
+    else:
+        from dsft.data.dedup import digest, normal_form
+        from dsft.data.split import validation_rows
+
+        held = validation_rows(["all"] * len(convs), [digest(normal_form(c)) for c in convs], cfg.data.val_ratio, t.seed)
+        val_convs = [c for i, c in enumerate(convs) if i in held]
+        convs = [c for i, c in enumerate(convs) if i not in held]
+    train_ex, skipped = tokenize(convs, tokenizer, cfg.data.max_length)
+    val_ex, _ = tokenize(val_convs, tokenizer, cfg.data.max_length)
+    if not train_ex:
+        raise UserError("no trainable examples", "check the data with `dsft data validate`")
+    model = wrap(model, cfg)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay)
+    per_epoch = math.ceil(len(train_ex) / t.batch_size)
+    total_steps = max(1, math.ceil(per_epoch * t.epochs / t.grad_accum))
+    warmup = int(total_steps * t.warmup_ratio)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / "config.yaml")
+    metrics = open(out / "metrics.jsonl", "w", encoding="utf-8")
+    micro = [b for epoch in range(math.ceil(t.epochs))
+             for b in length_grouped_batches([len(e.ids) for e in train_ex], t.batch_size, t.seed, epoch)]
+    micro = micro[: total_steps * t.grad_accum]
+    started, tokens, pads, step, last_loss = time.perf_counter(), 0, 0, 0, float("nan")
+    window_loss, window_n = 0.0, 0
+    for start in range(0, len(micro), t.grad_accum):
+        group = [collate([train_ex[i] for i in idx], tokenizer.pad_token_id) for idx in micro[start:start + t.grad_accum]]
+        supervised = sum(int((b["labels"][:, 1:] != -100).sum()) for b, _ in group)
+        step_loss = 0.0
+        for batch, n_pad in group:
+            loss, _ = _loss_sum(model, batch)
+            (loss / supervised).backward()
+            step_loss += loss.item()
+            tokens += int(batch["attention_mask"].sum())
+            pads += n_pad
+        if not math.isfinite(step_loss):
+            metrics.close()
+            raise RuntimeError(f"loss became {step_loss} at step {step}: nothing saved; lower the learning rate")
+        torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        window_loss, window_n = window_loss + step_loss, window_n + supervised
+        if step % t.log_every == 0 or step == total_steps:
+            last_loss = window_loss / window_n
+            elapsed = time.perf_counter() - started
+            line = {"step": step, "epoch": round(step * t.grad_accum / per_epoch, 3), "loss": round(last_loss, 4),
+                    "lr": scheduler.get_last_lr()[0], "tokens_per_s": round(tokens / elapsed, 1)}
+            window_loss, window_n = 0.0, 0
+            if step == total_steps or step % (t.log_every * 5) == 0:
+                line["eval_loss"] = eval_loss(model, val_ex, tokenizer.pad_token_id, t.batch_size)
+            metrics.write(json.dumps(line) + "\n")
+            metrics.flush()
+            if progress:
+                progress(step, total_steps, line)
+    metrics.close()
+    seconds = time.perf_counter() - started
+    final_eval = eval_loss(model, val_ex, tokenizer.pad_token_id, t.batch_size)
+    _save(model, tokenizer, cfg, out)
+    result = RunResult(out, step, last_loss, final_eval, tokens, pads / max(1, tokens + pads), seconds)
+    (out / "run.json").write_text(json.dumps({
+        "steps": step, "train_loss": last_loss, "eval_loss": final_eval, "tokens": tokens,
+        "pad_fraction": result.pad_fraction, "seconds": round(seconds, 1), "tokens_per_s": round(result.tokens_per_s, 1),
+        "data": counts, "skipped": skipped, "train_examples": len(train_ex), "validation_examples": len(val_ex)},
+        indent=2), encoding="utf-8")
+    return result
+
+
+def _save(model, tokenizer, cfg: TrainConfig, out: Path) -> None:
+    for p in model.parameters():
+        if p.requires_grad and not torch.isfinite(p).all():
+            raise RuntimeError("non-finite weights: refusing to save")
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
