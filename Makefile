@@ -27,7 +27,9 @@ test-fast: setup
 	$(PY) -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS)
 
 bench: setup
+	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/data_prepare.py
+	$(PY) benchmarks/train_throughput.py
 
 clean:
 	rm -rf .dsft benchmarks/out
