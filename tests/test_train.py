@@ -103,3 +103,107 @@ def test_train_then_eval_end_to_end(tmp_path, tiny_model):
     assert summary["n"] == 20 and {"parse_rate", "tool_name_accuracy", "tool_args_exact_match"} <= set(summary)
     proc = run_dsft("train", "--model", tiny_model, "--train", tmp_path / "train.jsonl", "--out", run, check=2)
     assert "already exists" in proc.stderr
+
+
+def test_padding_in_a_batch_does_not_change_an_examples_logits(tiny_net):
+    """Length-grouped batches pad on the right with attention 0: an example's logits are the same
+    alone and in a padded batch, so no example sees another or the padding."""
+    short, long_ = list(range(10, 22)), list(range(30, 70))
+    batch, _ = collate([Example(short, short), Example(long_, long_)], pad_id=2)
+    with torch.no_grad():
+        together = tiny_net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        alone = tiny_net(input_ids=torch.tensor([short])).logits
+    assert torch.allclose(together[0, :len(short)], alone[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_twins_build_and_take_a_lora_step(arch, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from dsft.model.tiny import TinySpec, build
+
+    path = build(tmp_path / arch, TinySpec(arch=arch, vocab_size=600, hidden_size=32))
+    net = AutoModelForCausalLM.from_pretrained(path)
+    assert net.config.model_type == arch
+    names = resolve(net)
+    assert any(n.endswith("self_attn.k_proj") for n in names) and any(n.endswith("mlp.down_proj") for n in names)
+    wrapped = get_peft_model(net, LoraConfig(r=4, target_modules=names, task_type="CAUSAL_LM"))
+    check_adapted(wrapped, names)
+    ids = torch.tensor([list(range(5, 25))])
+    wrapped(input_ids=ids, labels=ids).loss.backward()
+
+
+def test_tiny_model_is_deterministic_for_a_seed(tmp_path):
+    from safetensors.torch import load_file
+
+    from dsft.model.tiny import TinySpec, build
+
+    spec = TinySpec(vocab_size=600, hidden_size=32)
+    a, b = build(tmp_path / "a", spec), build(tmp_path / "b", spec)
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert (a / "tokenizer.json").read_bytes() == (b / "tokenizer.json").read_bytes()
+
+
+@pytest.mark.parametrize("method,marker", [("lora", "lora_A"), ("dora", "lora_magnitude_vector"),
+                                           ("qlora", "lora_A"), ("ia3", "ia3_l")])
+def test_methods_wrap_the_resolved_targets_and_train(method, marker, tiny_model):
+    from dsft.train.methods import quantization_config, wrap
+    from dsft.train.trainer import load_model
+
+    cfg = cfgmod.load(None, {"model.name_or_path": str(tiny_model), "data.train": ["x"], "output.dir": "o",
+                             "method": method})
+    model, _ = load_model(cfg)
+    assert (quantization_config(method) is not None) == (method == "qlora")
+    wrapped = wrap(model, cfg)
+    assert any(hasattr(m, marker) for m in wrapped.modules())
+    wrapped.train()
+    ids = torch.tensor([list(range(5, 25))])
+    wrapped(input_ids=ids, labels=ids).loss.backward()
+    assert any(p.grad is not None for p in wrapped.parameters() if p.requires_grad)
+
+
+def test_prefix_tuning_on_mla_is_a_clear_error(tiny_model):
+    from dsft.train.methods import wrap
+    from dsft.train.trainer import load_model
+
+    cfg = cfgmod.load(None, {"model.name_or_path": str(tiny_model), "data.train": ["x"], "output.dir": "o",
+                             "method": "prefix"})
+    with pytest.raises(UserError, match="prefix tuning does not work on this deepseek_v3 model"):
+        wrap(load_model(cfg)[0], cfg)
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_model):
+    """Per-step losses after `kill -9` + `--resume` equal those of a run that was never stopped."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run_dsft("data", "generate", "-n", "120", "--seed", "4", "--out", tmp_path / "d.jsonl", check=0)
+    common = ["--model", tiny_model, "--train", tmp_path / "d.jsonl", "--epochs", "3", "--batch-size", "4",
+              "--lr", "1e-3"]
+    (tmp_path / "cfg.yaml").write_text("training: {log_every: 1, eval_every: 1000}\n")
+    run_dsft("train", tmp_path / "cfg.yaml", *common, "--out", tmp_path / "a", check=0)
+    reference = [json.loads(x)["loss"] for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+
+    proc = subprocess.Popen([sys.executable, "-m", "dsft", "train", str(tmp_path / "cfg.yaml"), *map(str, common),
+                             "--out", str(tmp_path / "b"), "--save-every", "5"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = tmp_path / "b" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 13:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(metrics.read_text().splitlines()) < len(reference), "the run was killed before it finished"
+    run_dsft("train", "--resume", tmp_path / "b", check=0)
+    resumed = [json.loads(x)["loss"] for x in metrics.read_text().splitlines()]
+    assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == list(range(1, len(reference) + 1))
+    assert resumed == pytest.approx(reference, abs=1e-6)
+    assert (tmp_path / "b" / "loss.png").exists() and (tmp_path / "b" / "README.md").exists()

@@ -62,7 +62,6 @@ def _train_and_compare(work: Path, dataset: Path, seed: int, epochs: float | Non
     from dsft.eval.tooluse import evaluate, load_for_eval
     from dsft.model.tiny import TinySpec, build
     from dsft.train.config import load
-    from dsft.train.presets import for_model
     from dsft.train.trainer import load_conversations, train
 
     console.rule("[bold]3. train the tiny DeepSeek-V3 model")
@@ -72,7 +71,7 @@ def _train_and_compare(work: Path, dataset: Path, seed: int, epochs: float | Non
         console.print(f"built the tiny model (MLA + MoE, random init, local BPE tokenizer) -> {_short(model_dir)}")
     run_dir = work / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
-    overrides = {**for_model(str(model_dir)), "model.name_or_path": str(model_dir),
+    overrides = {"model.name_or_path": str(model_dir),
                  "data.train": [str(dataset / "train.jsonl")], "data.validation": [str(dataset / "validation.jsonl")],
                  "output.dir": str(run_dir), "training.seed": seed}
     if epochs is not None:

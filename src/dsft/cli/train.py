@@ -18,25 +18,35 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags
           train_files: Optional[list[str]] = typer.Option(None, "--train", help="Training data, any layout."),
           validation: Optional[list[str]] = typer.Option(None, "--validation", help="Held-out data."),
           out: Optional[str] = typer.Option(None, "--out", help="Run folder to create."),
-          method: Optional[str] = typer.Option(None, "--method", help="lora or full (default: the model's preset)."),
+          method: Optional[str] = typer.Option(None, "--method",
+                                               help="lora, dora, qlora, ia3, prefix or full (default: the model's preset)."),
+          preset: Optional[str] = typer.Option(None, "--preset",
+                                               help="Rank preset (guide 3.1.3): simple, domain, tool-use, full-capability."),
           epochs: Optional[float] = typer.Option(None, "--epochs"),
           lr: Optional[float] = typer.Option(None, "--lr"),
           batch_size: Optional[int] = typer.Option(None, "--batch-size"),
           max_length: Optional[int] = typer.Option(None, "--max-length"),
-          seed: Optional[int] = typer.Option(None, "--seed")) -> None:
+          seed: Optional[int] = typer.Option(None, "--seed"),
+          save_every: Optional[int] = typer.Option(None, "--save-every", help="Checkpoint every N steps."),
+          resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder from its last checkpoint.")) -> None:
     """Train an adapter (or a full finetune) from flags alone or a config file."""
     from dsft.train import config as cfgmod
-    from dsft.train.presets import for_model
     from dsft.train.trainer import train as run
 
     flags = {"model.name_or_path": model, "data.train": train_files, "data.validation": validation,
              "output.dir": out, "method": method, "training.epochs": epochs, "training.learning_rate": lr,
-             "training.batch_size": batch_size, "data.max_length": max_length, "training.seed": seed}
+             "training.batch_size": batch_size, "data.max_length": max_length, "training.seed": seed,
+             "rank_preset": preset, "training.save_every": save_every}
     flags = {k: v for k, v in flags.items() if v not in (None, [])}
-    base = cfgmod.load(config, flags) if config else None
-    name = model or (base.model.name_or_path if base else None)
-    preset = for_model(name) if name and not config else {}
-    cfg = cfgmod.load(config, {**preset, **flags})
+    if resume is not None:
+        from dsft.errors import UserError
+
+        if config is not None or flags:
+            raise UserError("--resume continues a run exactly as configured", "pass only --resume RUN")
+        if not (resume / "config.yaml").is_file():
+            raise UserError(f"{resume} is not a dsft run folder (no config.yaml)", "give the --out of an earlier run")
+        config = resume / "config.yaml"
+    cfg = cfgmod.load(config, flags)
     console.print(f"training {cfg.model.name_or_path} ({cfg.method}, {cfg.training.epochs:g} epochs, "
                   f"lr {cfg.training.learning_rate:g}) -> {cfg.output.dir}")
 
@@ -44,7 +54,7 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags
         extra = f", eval loss {line['eval_loss']:.3f}" if line.get("eval_loss") is not None else ""
         console.print(f"step {step}/{total}: loss {line['loss']:.3f}{extra}, {line['tokens_per_s']:.0f} tokens/s")
 
-    result = run(cfg, progress)
+    result = run(cfg, progress, resume=resume is not None)
     console.print(f"done in {result.seconds:.0f}s: {result.steps} steps, train loss {result.train_loss:.3f}, "
                   f"eval loss {result.eval_loss if result.eval_loss is None else round(result.eval_loss, 3)}, "
                   f"pad fraction {result.pad_fraction:.2%}, {result.tokens_per_s:.0f} tokens/s -> {result.dir}")

@@ -38,7 +38,7 @@ class TinySpec:
 
     arch: str = "deepseek_v3"
     vocab_size: int = 4096
-    hidden_size: int = 96
+    hidden_size: int = 128
     layers: int = 2
     heads: int = 4
     max_positions: int = 2048
@@ -100,8 +100,11 @@ def build_config(spec: TinySpec, tokenizer):
         return DeepseekV3Config(
             **common, intermediate_size=spec.hidden_size * 3, moe_intermediate_size=spec.hidden_size,
             num_key_value_heads=spec.heads, n_shared_experts=1, n_routed_experts=4, num_experts_per_tok=2,
-            n_group=2, topk_group=1, first_k_dense_replace=1, q_lora_rank=spec.hidden_size // 2,
-            kv_lora_rank=spec.hidden_size // 3, qk_rope_head_dim=8, qk_nope_head_dim=16, v_head_dim=16,
+            # bitsandbytes' CPU kernels run a 4-bit (QLoRA) model in eval mode only when every
+            # projection has inputs in multiples of 64 and outputs in multiples of 32: hidden 128,
+            # q_a 64, kv_a 64 + 32 rope, q_b 4 x (16 + 32), kv_b 4 x (16 + 16), o 4 x 16.
+            n_group=2, topk_group=1, first_k_dense_replace=1, q_lora_rank=64,
+            kv_lora_rank=64, qk_rope_head_dim=32, qk_nope_head_dim=16, v_head_dim=16,
             rope_interleave=True, num_mtp_layers=0)
     if spec.arch == "llama":
         from transformers import LlamaConfig

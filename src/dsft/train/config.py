@@ -6,6 +6,7 @@ run folder, so a run can be repeated from its folder alone.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,7 +49,10 @@ class TrainingConfig(_Strict):
     max_grad_norm: float = Field(1.0, gt=0)
     seed: int = 0
     log_every: int = Field(10, gt=0, description="Steps between metrics.jsonl lines.")
+    eval_every: int | None = Field(50, gt=0, description="Steps between eval losses on the validation split.")
+    save_every: int | None = Field(None, gt=0, description="Steps between checkpoints (for --resume); none = off.")
     threads: int | None = Field(None, description="CPU threads for torch (default: all cores).")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory, ~30% slower.")
 
 
 class OutputConfig(_Strict):
@@ -60,34 +64,99 @@ class TrainConfig(_Strict):
 
     model: ModelConfig
     data: DataConfig
-    method: Literal["lora", "full"] = "lora"
+    method: Literal["lora", "dora", "qlora", "ia3", "prefix", "full"] = "lora"
+    prefix_tokens: int = Field(16, gt=0, description="Virtual tokens for --method prefix.")
     lora: LoraConfig = Field(default_factory=LoraConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     output: OutputConfig
+    rank_preset: Literal["simple", "domain", "tool-use", "full-capability"] | None = Field(
+        None, description="The guide's rank table (3.1.3); sets lora.r and lora.alpha unless given.")
     trainer_kwargs: dict[str, Any] = Field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         path.write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
 
 
-def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """YAML (optional) + dotted overrides ({"training.epochs": 2}); every problem named by field."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except OSError as e:
-            raise UserError(f"cannot read config {path}: {e.strerror}", "check the path") from None
-        except yaml.YAMLError as e:
-            raise UserError(f"config {path} is not valid YAML: {e}", "fix the YAML syntax") from None
-    for dotted, value in (overrides or {}).items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
+def read_file(path: str | Path) -> dict[str, Any]:
+    """A YAML/JSON config file as nested dicts; the guide's layout (section 2.1) is mapped onto ours."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except OSError as e:
+        raise UserError(f"cannot read config {path}: {e.strerror}", "check the path") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"config {path} is not valid YAML: {e}", "fix the YAML syntax") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"config {path} is not a mapping", "see configs/tiny-demo.yaml for the layout")
+    return from_guide(raw) if "baseModel" in raw else raw
+
+
+_GUIDE_KEYS = {("training", "epochs"): "training.epochs", ("training", "batchSize"): "training.batch_size",
+               ("training", "learningRate"): "training.learning_rate",
+               ("training", "warmupRatio"): "training.warmup_ratio",
+               ("training", "weightDecay"): "training.weight_decay",
+               ("data", "validationSplit"): "data.val_ratio", ("data", "maxSeqLength"): "data.max_length"}
+
+
+def from_guide(raw: dict[str, Any]) -> dict[str, Any]:
+    """The guide's `{baseModel, training, data, output}` config -> dsft's nested layout.
+
+    `data.format` is ignored (dsft detects layouts per record); `output.modelName` names the run
+    folder under DSFT_HOME/runs; `saveCheckpoints`/`evaluationStrategy` have no dsft equivalent
+    yet and are ignored. Other keys are taken as dsft's own fields and validated as such."""
+    out: dict[str, Any] = {}
+    dotted: dict[str, Any] = {"model.name_or_path": raw.pop("baseModel")}
+    for section in ("training", "data", "output"):
+        for key, value in (raw.pop(section, None) or {}).items():
+            if (section, key) in _GUIDE_KEYS:
+                dotted[_GUIDE_KEYS[(section, key)]] = value
+            elif (section, key) == ("output", "modelName"):
+                from dsft.home import dsft_home
+
+                dotted["output.dir"] = str(dsft_home() / "runs" / value)
+            elif (section, key) not in {("data", "format"), ("output", "saveCheckpoints"),
+                                        ("output", "evaluationStrategy")}:
+                dotted[f"{section}.{key}"] = value  # dsft's own field; validation names it if unknown
+    out.update(raw)  # dsft's own sections may sit beside the guide's (e.g. data.train, method)
+    return merge(out, dotted)
+
+
+def merge(raw: dict[str, Any], dotted: dict[str, Any]) -> dict[str, Any]:
+    """Apply {"a.b": v} overrides onto nested dicts (a copy)."""
+    out = json.loads(json.dumps(raw))
+    for key, value in dotted.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
         node[leaf] = value
+    return out
+
+
+def validate(raw: dict[str, Any]) -> TrainConfig:
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in e.errors()[:5])
         raise UserError(f"invalid training config: {problems}", "fix those fields (see docs/training.md)") from None
+
+
+def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Config file (optional) + dotted overrides, with the presets of its model and method beneath."""
+    from dsft.train.presets import defaults
+
+    raw = read_file(path) if path is not None else {}
+    flags = dict(overrides or {})
+    layered = merge(raw, flags)
+    model = layered.get("model", {}).get("name_or_path")
+    base = defaults(model, layered.get("method"), layered.get("rank_preset"))
+    return validate(merge(merge({}, base), _flatten(layered)))
+
+
+def _flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict) and key not in ("trainer_kwargs",):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

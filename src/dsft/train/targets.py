@@ -56,10 +56,10 @@ def resolve(model: nn.Module, requested: list[str] | str = "auto") -> list[str]:
     return sorted(name for t in wanted for name in available[t])
 
 
-def check_adapted(peft_model: nn.Module, expected: list[str]) -> None:
-    """After wrapping: exactly the requested modules carry LoRA weights, nothing else."""
+def check_adapted(peft_model: nn.Module, expected: list[str], marker: str = "lora_A") -> None:
+    """After wrapping: exactly the requested modules carry adapter weights (`marker`), nothing else."""
     got = sorted(name.removeprefix("base_model.model.") for name, m in peft_model.named_modules()
-                 if hasattr(m, "lora_A") and not name.endswith("base_layer"))
+                 if hasattr(m, marker) and not name.endswith("base_layer"))
     if got != sorted(expected):
         extra, lost = sorted(set(got) - set(expected)), sorted(set(expected) - set(got))
         raise RuntimeError(f"peft adapted other modules than asked: extra {extra[:5]}, missing {lost[:5]}")

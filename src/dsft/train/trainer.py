@@ -20,6 +20,7 @@ from dsft.data.conversation import Conversation
 from dsft.errors import UserError
 from dsft.train.batching import Example, collate, length_grouped_batches, tokenize
 from dsft.train.config import TrainConfig
+from dsft.train.methods import quantization_config, wrap
 
 
 @dataclass
@@ -57,10 +58,12 @@ def load_model(cfg: TrainConfig):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     name = cfg.model.name_or_path
+    quant = quantization_config(cfg.method)
+    extra = {"quantization_config": quant, "device_map": "cuda" if torch.cuda.is_available() else "cpu"} if quant else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=cfg.model.trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(name, trust_remote_code=cfg.model.trust_remote_code,
-                                                     use_safetensors=True, dtype=torch.float32)
+                                                     use_safetensors=True, dtype=torch.float32, **extra)
     except Exception as e:  # transformers raises many types for a missing/unsafe model
         raise UserError(f"cannot load model {name!r}: {str(e).splitlines()[0]}",
                         "give a model folder with safetensors weights (e.g. `dsft model tiny`) or a reachable id") from None
@@ -68,22 +71,6 @@ def load_model(cfg: TrainConfig):
         raise UserError(f"{name}: the tokenizer has no pad token distinct from EOS",
                         "add one (tokenizer.add_special_tokens({'pad_token': ...})) so the model still learns to stop")
     return model, tokenizer
-
-
-def wrap(model, cfg: TrainConfig):
-    if cfg.method == "full":
-        return model
-    from peft import LoraConfig, get_peft_model
-
-    from dsft.train.targets import check_adapted, exact_targets, resolve
-
-    targets = resolve(model, cfg.lora.targets)
-    with exact_targets(model):
-        peft_model = get_peft_model(model, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha,
-                                                      lora_dropout=cfg.lora.dropout, target_modules=targets,
-                                                      task_type="CAUSAL_LM"))
-    check_adapted(peft_model, targets)
-    return peft_model
 
 
 def _loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
@@ -108,30 +95,40 @@ def eval_loss(model, examples: list[Example], pad_id: int, batch_size: int) -> f
     return total / max(count, 1)
 
 
-def train(cfg: TrainConfig, progress=None) -> RunResult:
+def _split(cfg: TrainConfig) -> tuple[list[Conversation], list[Conversation], dict]:
+    convs, counts = load_conversations(cfg.data.train)
+    if cfg.data.validation:
+        return convs, load_conversations(cfg.data.validation)[0], counts
+    from dsft.data.dedup import digest, normal_form
+    from dsft.data.split import validation_rows
+
+    held = validation_rows(["all"] * len(convs), [digest(normal_form(c)) for c in convs], cfg.data.val_ratio,
+                           cfg.training.seed)
+    return ([c for i, c in enumerate(convs) if i not in held], [c for i, c in enumerate(convs) if i in held], counts)
+
+
+def train(cfg: TrainConfig, progress=None, resume: bool = False) -> RunResult:
+    """Train per `cfg`; with `resume`, continue the run in `cfg.output.dir` from its last checkpoint."""
+    from dsft.train import checkpoint
+
     out = Path(cfg.output.dir)
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"run folder {out} already exists", "choose another --out")
+    if not resume and out.exists() and any(out.iterdir()):
+        raise UserError(f"run folder {out} already exists", "choose another --out, or continue it with --resume")
     t = cfg.training
     if t.threads:
         torch.set_num_threads(t.threads)
     torch.manual_seed(t.seed)
     model, tokenizer = load_model(cfg)
-    convs, counts = load_conversations(cfg.data.train)
-    if cfg.data.validation:
-        val_convs, _ = load_conversations(cfg.data.validation)
-    else:
-        from dsft.data.dedup import digest, normal_form
-        from dsft.data.split import validation_rows
-
-        held = validation_rows(["all"] * len(convs), [digest(normal_form(c)) for c in convs], cfg.data.val_ratio, t.seed)
-        val_convs = [c for i, c in enumerate(convs) if i in held]
-        convs = [c for i, c in enumerate(convs) if i not in held]
+    convs, val_convs, counts = _split(cfg)
     train_ex, skipped = tokenize(convs, tokenizer, cfg.data.max_length)
     val_ex, _ = tokenize(val_convs, tokenizer, cfg.data.max_length)
     if not train_ex:
         raise UserError("no trainable examples", "check the data with `dsft data validate`")
     model = wrap(model, cfg)
+    if t.gradient_checkpointing and cfg.method != "qlora":
+        model.gradient_checkpointing_enable()
+        if cfg.method != "full":  # frozen embeddings: make checkpointed blocks see inputs that need grad
+            model.enable_input_require_grads()
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay)
@@ -145,16 +142,26 @@ def train(cfg: TrainConfig, progress=None) -> RunResult:
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save(out / "config.yaml")
-    metrics = open(out / "metrics.jsonl", "w", encoding="utf-8")
     micro = [b for epoch in range(math.ceil(t.epochs))
              for b in length_grouped_batches([len(e.ids) for e in train_ex], t.batch_size, t.seed, epoch)]
     micro = micro[: total_steps * t.grad_accum]
-    started, tokens, pads, step, last_loss = time.perf_counter(), 0, 0, 0, float("nan")
+    out.mkdir(parents=True, exist_ok=True)
+    step = 0
+    if resume:
+        last = checkpoint.latest(out)
+        if last is None:
+            raise UserError(f"{out} has no complete checkpoint to resume from", "start the run again without --resume")
+        step = checkpoint.load(last, model, optimizer, scheduler)
+        kept = [line for line in (out / "metrics.jsonl").read_text().splitlines() if json.loads(line)["step"] <= step]
+        (out / "metrics.jsonl").write_text("".join(line + "\n" for line in kept))
+    else:
+        cfg.save(out / "config.yaml")
+    metrics = open(out / "metrics.jsonl", "a", encoding="utf-8")
+    started, tokens, pads, last_loss = time.perf_counter(), 0, 0, float("nan")
     window_loss, window_n = 0.0, 0
-    for start in range(0, len(micro), t.grad_accum):
-        group = [collate([train_ex[i] for i in idx], tokenizer.pad_token_id) for idx in micro[start:start + t.grad_accum]]
+    while step < total_steps:
+        group = [collate([train_ex[i] for i in idx], tokenizer.pad_token_id)
+                 for idx in micro[step * t.grad_accum:(step + 1) * t.grad_accum]]
         supervised = sum(int((b["labels"][:, 1:] != -100).sum()) for b, _ in group)
         step_loss = 0.0
         for batch, n_pad in group:
@@ -165,7 +172,8 @@ def train(cfg: TrainConfig, progress=None) -> RunResult:
             pads += n_pad
         if not math.isfinite(step_loss):
             metrics.close()
-            raise RuntimeError(f"loss became {step_loss} at step {step}: nothing saved; lower the learning rate")
+            raise RuntimeError(f"loss became {step_loss} at step {step + 1}: stopped, nothing saved; "
+                               "lower the learning rate")
         torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
         optimizer.step()
         scheduler.step()
@@ -175,15 +183,17 @@ def train(cfg: TrainConfig, progress=None) -> RunResult:
         if step % t.log_every == 0 or step == total_steps:
             last_loss = window_loss / window_n
             elapsed = time.perf_counter() - started
-            line = {"step": step, "epoch": round(step * t.grad_accum / per_epoch, 3), "loss": round(last_loss, 4),
+            line = {"step": step, "epoch": round(step * t.grad_accum / per_epoch, 3), "loss": round(last_loss, 6),
                     "lr": scheduler.get_last_lr()[0], "tokens_per_s": round(tokens / elapsed, 1)}
             window_loss, window_n = 0.0, 0
-            if step == total_steps or step % (t.log_every * 5) == 0:
+            if t.eval_every and (step % t.eval_every == 0 or step == total_steps):
                 line["eval_loss"] = eval_loss(model, val_ex, tokenizer.pad_token_id, t.batch_size)
             metrics.write(json.dumps(line) + "\n")
             metrics.flush()
             if progress:
                 progress(step, total_steps, line)
+        if t.save_every and step % t.save_every == 0 and step < total_steps:
+            checkpoint.save(out, step, model, optimizer, scheduler)
     metrics.close()
     seconds = time.perf_counter() - started
     final_eval = eval_loss(model, val_ex, tokenizer.pad_token_id, t.batch_size)
@@ -192,8 +202,11 @@ def train(cfg: TrainConfig, progress=None) -> RunResult:
     (out / "run.json").write_text(json.dumps({
         "steps": step, "train_loss": last_loss, "eval_loss": final_eval, "tokens": tokens,
         "pad_fraction": result.pad_fraction, "seconds": round(seconds, 1), "tokens_per_s": round(result.tokens_per_s, 1),
-        "data": counts, "skipped": skipped, "train_examples": len(train_ex), "validation_examples": len(val_ex)},
-        indent=2), encoding="utf-8")
+        "data": counts, "skipped": skipped, "train_examples": len(train_ex), "validation_examples": len(val_ex),
+        "resumed": resume}, indent=2), encoding="utf-8")
+    from dsft.train.report import write_run_report
+
+    write_run_report(out, cfg, result)
     return result
 
 

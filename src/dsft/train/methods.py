@@ -1,0 +1,78 @@
+"""Finetuning methods behind one registry: how the base is loaded and how it is wrapped.
+
+| method | base weights | trained | notes |
+|---|---|---|---|
+| full | as stored | everything | |
+| lora | as stored | low-rank adapters on the resolved targets | |
+| dora | as stored | LoRA + a learned magnitude (peft `use_dora`) | refused on fused MoE experts |
+| qlora | NF4, double-quantised, bf16 compute (bitsandbytes) | LoRA | bitsandbytes' CPU backend trains it too |
+| ia3 | as stored | learned rescaling vectors (peft IA3) | the guide's "adapter layers" |
+| prefix | as stored | virtual key/value prefixes (peft prefix tuning) | needs standard attention caches |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dsft.errors import UserError
+
+METHODS = ("lora", "dora", "qlora", "ia3", "prefix", "full")
+ADAPTER_METHODS = {"lora", "dora", "qlora"}
+
+
+def quantization_config(method: str) -> Any | None:
+    """BitsAndBytesConfig for QLoRA (the guide's section 3.2.2 settings), None otherwise."""
+    if method != "qlora":
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+        import torch
+        from transformers import BitsAndBytesConfig
+    except ImportError:
+        raise UserError("QLoRA needs bitsandbytes, which is not installed",
+                        "pip install 'bitsandbytes>=0.45', or use --method lora") from None
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def wrap(model, cfg):
+    """The model ready to train with `cfg.method`; adapted modules are checked, not assumed."""
+    if cfg.method == "full":
+        return model
+    from peft import get_peft_model
+
+    from dsft.train.targets import check_adapted, exact_targets, resolve
+
+    if cfg.method == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.training.gradient_checkpointing)
+    if cfg.method == "prefix":
+        from peft import PrefixTuningConfig
+
+        import torch
+
+        try:  # a two-token probe: unsupported attention layouts (e.g. MLA) fail here, not mid-run
+            wrapped = get_peft_model(model, PrefixTuningConfig(num_virtual_tokens=cfg.prefix_tokens,
+                                                               task_type="CAUSAL_LM"))
+            with torch.no_grad():
+                wrapped(input_ids=torch.tensor([[model.config.bos_token_id or 0] * 2]))
+            return wrapped
+        except Exception as e:  # peft/transformers raise several types for unsupported layouts
+            raise UserError(f"prefix tuning does not work on this {model.config.model_type} model "
+                            f"({type(e).__name__}: {str(e)[:120]})", "use --method lora, dora or ia3") from None
+    targets = resolve(model, cfg.lora.targets)
+    if cfg.method == "ia3":
+        from peft import IA3Config
+
+        ffn = [t for t in targets if t.endswith("down_proj")]
+        peft_cfg = IA3Config(target_modules=targets, feedforward_modules=ffn, task_type="CAUSAL_LM")
+    else:
+        from peft import LoraConfig
+
+        peft_cfg = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                              target_modules=targets, use_dora=cfg.method == "dora", task_type="CAUSAL_LM")
+    with exact_targets(model):
+        wrapped = get_peft_model(model, peft_cfg)
+    check_adapted(wrapped, targets, marker="ia3_l" if cfg.method == "ia3" else "lora_A")
+    return wrapped
