@@ -207,3 +207,38 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_model):
     assert [json.loads(x)["step"] for x in metrics.read_text().splitlines()] == list(range(1, len(reference) + 1))
     assert resumed == pytest.approx(reference, abs=1e-6)
     assert (tmp_path / "b" / "loss.png").exists() and (tmp_path / "b" / "README.md").exists()
+
+
+def test_estimate_counts_params_and_lora_exactly(tiny_model):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from dsft.train.estimate import estimate
+
+    est = estimate(str(tiny_model), "lora", seq_len=256, batch=2, rank=16)
+    net = AutoModelForCausalLM.from_pretrained(tiny_model)
+    assert est.params == sum(p.numel() for p in net.parameters())
+    names = resolve(net)
+    with exact_targets(net):
+        wrapped = get_peft_model(net, LoraConfig(r=16, target_modules=names, task_type="CAUSAL_LM"))
+    assert est.trainable == sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
+    full, qlora = (estimate(str(tiny_model), m, seq_len=256, batch=2) for m in ("full", "qlora"))
+    assert full.total > est.total > qlora.rows["weights"] and qlora.rows["weights"] < est.rows["weights"]
+    assert qlora.notes, "MoE models say their fused experts are not quantised"
+    data = json.loads(run_dsft("estimate", "--model", tiny_model, "--method", "full", "--json", check=0).stdout)
+    assert data["params"] == est.params and data["total_gb"] > 0
+
+
+def test_curriculum_phases_run_in_order_with_their_own_epochs(tmp_path, tiny_model, tiny_tokenizer):
+    from dsft.train.trainer import plan
+
+    run_dsft("data", "generate", "-n", "30", "--seed", "1", "--out", tmp_path / "basic.jsonl", check=0)
+    run_dsft("data", "generate", "-n", "20", "--seed", "2", "--out", tmp_path / "tools.jsonl", check=0)
+    cfg = cfgmod.load(None, {"model.name_or_path": str(tiny_model), "output.dir": "o", "data.val_ratio": 0.0,
+                             "training.batch_size": 5, "data.curriculum": [
+                                 {"name": "basics", "train": [str(tmp_path / "basic.jsonl")], "epochs": 2},
+                                 {"name": "tools", "train": [str(tmp_path / "tools.jsonl")], "epochs": 1.5}]})
+    p = plan(cfg, tiny_tokenizer)
+    assert p.phase_of_batch == ["basics"] * 12 + ["tools"] * 6
+    assert all(i < 30 for b in p.micro[:12] for i in b) and all(i >= 30 for b in p.micro[12:] for i in b)
+    assert p == plan(cfg, tiny_tokenizer), "the plan is a pure function of the config"

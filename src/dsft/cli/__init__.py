@@ -38,6 +38,7 @@ def _register() -> None:
     app.add_typer(chat.app, name="chat")
     app.command("train")(train.train)
     app.command("eval")(train.evaluate)
+    app.command("estimate")(train.estimate)
     app.command("demo")(demo.demo)
 
 

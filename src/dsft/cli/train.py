@@ -81,3 +81,40 @@ def evaluate(model: str = typer.Option(..., "--model", help="Run folder or model
         sys.stdout.write(json.dumps(summary) + "\n")
     else:
         Console().print(" ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
+
+
+def estimate(model: str = typer.Option(..., "--model", help="Model folder or id (only its config is read)."),
+             method: str = typer.Option("qlora", "--method", help="lora, qlora or full."),
+             seq_len: int = typer.Option(4096, "--seq-len"),
+             batch: int = typer.Option(4, "--batch"),
+             rank: int = typer.Option(16, "--rank"),
+             checkpointing: bool = typer.Option(True, "--checkpointing/--no-checkpointing"),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+    """Training memory estimate from the model's config, as the guide's table (section 3.2.3)."""
+    from rich.table import Table
+
+    from dsft.errors import UserError
+    from dsft.train.estimate import GB
+    from dsft.train.estimate import estimate as run
+
+    if method not in ("lora", "qlora", "full"):
+        raise UserError(f"--method {method!r} cannot be estimated", "use lora, qlora or full")
+    est = run(model, method, seq_len, batch, rank, checkpointing)
+    if as_json:
+        sys.stdout.write(json.dumps({"model": model, "method": method, "params": est.params,
+                                     "trainable": est.trainable, "total_gb": round(est.total / GB, 2),
+                                     "components_gb": {k: round(v / GB, 3) for k, v in est.rows.items()},
+                                     "notes": est.notes}) + "\n")
+        return
+    table = Table(title=f"{model}: {method}, seq {seq_len}, batch {batch}"
+                        + (f", rank {rank}" if method != "full" else ""))
+    table.add_column("component")
+    table.add_column("GB", justify="right")
+    for k, v in est.rows.items():
+        table.add_row(k, f"{v / GB:.2f}")
+    table.add_row("[bold]total[/]", f"[bold]{est.total / GB:.2f}[/]")
+    out = Console()
+    out.print(f"{est.params / 1e9:.3f}B parameters, {est.trainable / 1e6:.2f}M trainable")
+    out.print(table)
+    for note in est.notes:
+        out.print(f"note: {note}")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from dsft.errors import UserError
 
@@ -25,11 +25,27 @@ class ModelConfig(_Strict):
     trust_remote_code: bool = Field(False, description="Run code shipped with the model. Off unless you trust it.")
 
 
+class Phase(_Strict):
+    """One curriculum phase (guide 5.1.1): its own data and epochs, trained in order."""
+
+    name: str
+    train: list[str]
+    epochs: float = Field(1, gt=0)
+
+
 class DataConfig(_Strict):
-    train: list[str] = Field(description="Training files or folders, any layout dsft reads.")
+    train: list[str] = Field(default_factory=list, description="Training files or folders, any layout dsft reads.")
+    curriculum: list[Phase] = Field(default_factory=list,
+                                    description="Ordered phases; replaces `train` and training.epochs when given.")
     validation: list[str] = Field(default_factory=list, description="Held-out files; empty = split --val-ratio off train.")
     val_ratio: float = Field(0.1, ge=0, lt=1, description="Share held out when no validation files are given.")
     max_length: int = Field(2048, gt=0, description="Tokens per example; longer ones are cut from the right.")
+
+    @model_validator(mode="after")
+    def _has_data(self) -> DataConfig:
+        if not self.train and not self.curriculum:
+            raise ValueError("give data.train (files) or data.curriculum (phases)")
+        return self
 
 
 class LoraConfig(_Strict):

@@ -95,16 +95,53 @@ def eval_loss(model, examples: list[Example], pad_id: int, batch_size: int) -> f
     return total / max(count, 1)
 
 
-def _split(cfg: TrainConfig) -> tuple[list[Conversation], list[Conversation], dict]:
-    convs, counts = load_conversations(cfg.data.train)
+def _split(files: list[str], cfg: TrainConfig) -> tuple[list[Conversation], list[Conversation], dict]:
+    convs, counts = load_conversations(files)
     if cfg.data.validation:
-        return convs, load_conversations(cfg.data.validation)[0], counts
+        return convs, [], counts
     from dsft.data.dedup import digest, normal_form
     from dsft.data.split import validation_rows
 
     held = validation_rows(["all"] * len(convs), [digest(normal_form(c)) for c in convs], cfg.data.val_ratio,
                            cfg.training.seed)
     return ([c for i, c in enumerate(convs) if i not in held], [c for i, c in enumerate(convs) if i in held], counts)
+
+
+@dataclass
+class Plan:
+    """Every micro-batch of the run, in order: phases one after another (curriculum), each with its
+    own data and epochs, length-grouped and shuffled per epoch by the seed. A pure function of the
+    config, which is what makes --resume exact."""
+
+    examples: list[Example]
+    validation: list[Example]
+    micro: list[list[int]]
+    phase_of_batch: list[str]
+    skipped: list[str]
+    counts: dict
+
+
+def plan(cfg: TrainConfig, tokenizer) -> Plan:
+    from dsft.train.config import Phase
+
+    t = cfg.training
+    phases = cfg.data.curriculum or [Phase(name="all", train=cfg.data.train, epochs=t.epochs)]
+    examples, validation, micro, names, skipped, counts = [], [], [], [], [], {}
+    for phase in phases:
+        convs, held, counts[phase.name] = _split(phase.train, cfg)
+        ex, bad = tokenize(convs, tokenizer, cfg.data.max_length)
+        validation += tokenize(held, tokenizer, cfg.data.max_length)[0]
+        skipped += bad
+        offset, lengths = len(examples), [len(e.ids) for e in ex]
+        examples += ex
+        n_batches = math.ceil(math.ceil(len(ex) / t.batch_size) * phase.epochs)
+        batches = [[offset + i for i in b] for epoch in range(math.ceil(phase.epochs))
+                   for b in length_grouped_batches(lengths, t.batch_size, t.seed, epoch)][:n_batches]
+        micro += batches
+        names += [phase.name] * len(batches)
+    if cfg.data.validation:
+        validation = tokenize(load_conversations(cfg.data.validation)[0], tokenizer, cfg.data.max_length)[0]
+    return Plan(examples, validation, micro, names, skipped, counts)
 
 
 def train(cfg: TrainConfig, progress=None, resume: bool = False) -> RunResult:
@@ -119,9 +156,8 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False) -> RunResult:
         torch.set_num_threads(t.threads)
     torch.manual_seed(t.seed)
     model, tokenizer = load_model(cfg)
-    convs, val_convs, counts = _split(cfg)
-    train_ex, skipped = tokenize(convs, tokenizer, cfg.data.max_length)
-    val_ex, _ = tokenize(val_convs, tokenizer, cfg.data.max_length)
+    p = plan(cfg, tokenizer)
+    train_ex, val_ex, skipped, counts = p.examples, p.validation, p.skipped, p.counts
     if not train_ex:
         raise UserError("no trainable examples", "check the data with `dsft data validate`")
     model = wrap(model, cfg)
@@ -132,8 +168,8 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False) -> RunResult:
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay)
-    per_epoch = math.ceil(len(train_ex) / t.batch_size)
-    total_steps = max(1, math.ceil(per_epoch * t.epochs / t.grad_accum))
+    micro = p.micro
+    total_steps = max(1, math.ceil(len(micro) / t.grad_accum))
     warmup = int(total_steps * t.warmup_ratio)
 
     def lr_at(step: int) -> float:
@@ -142,9 +178,6 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False) -> RunResult:
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
-    micro = [b for epoch in range(math.ceil(t.epochs))
-             for b in length_grouped_batches([len(e.ids) for e in train_ex], t.batch_size, t.seed, epoch)]
-    micro = micro[: total_steps * t.grad_accum]
     out.mkdir(parents=True, exist_ok=True)
     step = 0
     if resume:
@@ -183,7 +216,8 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False) -> RunResult:
         if step % t.log_every == 0 or step == total_steps:
             last_loss = window_loss / window_n
             elapsed = time.perf_counter() - started
-            line = {"step": step, "epoch": round(step * t.grad_accum / per_epoch, 3), "loss": round(last_loss, 6),
+            line = {"step": step, "phase": p.phase_of_batch[min(step * t.grad_accum, len(micro)) - 1],
+                    "loss": round(last_loss, 6),
                     "lr": scheduler.get_last_lr()[0], "tokens_per_s": round(tokens / elapsed, 1)}
             window_loss, window_n = 0.0, 0
             if t.eval_every and (step % t.eval_every == 0 or step == total_steps):
