@@ -131,3 +131,24 @@ def test_cli_chat_render_and_model_tiny(tmp_path, tiny_model):
                     check=2)
     assert "cannot load the tokenizer" in proc.stderr
     run_dsft("model", "tiny", "--arch", "gpt2", check=2)
+
+
+def test_training_template_choice(tiny_tokenizer):
+    import copy
+
+    from dsft.chat.template import training_template
+    from dsft.errors import UserError
+
+    tpl, why = training_template(tiny_tokenizer)
+    assert "generation" in tpl and "own" in why
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok.chat_template = "{% for m in messages %}{{ m.content }}{% endfor %}"
+    tpl, why = training_template(tok)  # DeepSeek tokens in the vocab: the shipped variant
+    assert "<｜tool▁calls▁begin｜>" in tpl and "variant" in why
+    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models
+
+    plain = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]")))
+    plain.chat_template = tok.chat_template
+    with pytest.raises(UserError, match="no {% generation %} markers"):
+        training_template(plain, "some/model")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -242,3 +243,23 @@ def test_curriculum_phases_run_in_order_with_their_own_epochs(tmp_path, tiny_mod
     assert p.phase_of_batch == ["basics"] * 12 + ["tools"] * 6
     assert all(i < 30 for b in p.micro[:12] for i in b) and all(i >= 30 for b in p.micro[12:] for i in b)
     assert p == plan(cfg, tiny_tokenizer), "the plan is a pure function of the config"
+
+
+@pytest.mark.slow
+def test_export_script_runs_standalone(tmp_path, tiny_model):
+    import subprocess
+    import sys
+
+    run_dsft("data", "generate", "-n", "24", "--seed", "3", "--out", tmp_path / "d.jsonl", check=0)
+    run_dsft("train", "--model", tiny_model, "--train", tmp_path / "d.jsonl", "--out", tmp_path / "run",
+             "--method", "lora", "--epochs", "1", check=0)
+    run_dsft("export-script", tmp_path / "run", "--out", tmp_path / "script", check=0)
+    script = (tmp_path / "script" / "train.py").read_text()
+    assert "import dsft" not in script and "model.layers.0.self_attn.kv_b_proj" in script
+    assert "peft==" in (tmp_path / "script" / "requirements.txt").read_text()
+    proc = subprocess.run([sys.executable, "train.py"], cwd=tmp_path / "script", capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    steps = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
+    assert steps and all(math.isfinite(s["loss"]) for s in steps)
+    assert (tmp_path / "script" / "out" / "adapter_config.json").exists()

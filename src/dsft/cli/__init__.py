@@ -39,6 +39,7 @@ def _register() -> None:
     app.command("train")(train.train)
     app.command("eval")(train.evaluate)
     app.command("estimate")(train.estimate)
+    app.command("export-script")(train.export_script)
     app.command("demo")(demo.demo)
 
 

@@ -118,3 +118,12 @@ def estimate(model: str = typer.Option(..., "--model", help="Model folder or id 
     out.print(table)
     for note in est.notes:
         out.print(f"note: {note}")
+
+
+def export_script(run: Path = typer.Argument(..., help="Run folder from `dsft train`."),
+                  out: Path = typer.Option(None, "--out", help="Folder for train.py + requirements.txt (default RUN/script).")) -> None:
+    """A standalone training script and requirements.txt equivalent to the run's config (guide phase 2)."""
+    from dsft.train.export_script import export
+
+    for path in export(run, out or run / "script"):
+        console.print(f"wrote {path}")

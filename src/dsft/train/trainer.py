@@ -67,6 +67,9 @@ def load_model(cfg: TrainConfig):
     except Exception as e:  # transformers raises many types for a missing/unsafe model
         raise UserError(f"cannot load model {name!r}: {str(e).splitlines()[0]}",
                         "give a model folder with safetensors weights (e.g. `dsft model tiny`) or a reachable id") from None
+    from dsft.chat.template import training_template
+
+    tokenizer.chat_template, _ = training_template(tokenizer, name)
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
         raise UserError(f"{name}: the tokenizer has no pad token distinct from EOS",
                         "add one (tokenizer.add_special_tokens({'pad_token': ...})) so the model still learns to stop")
