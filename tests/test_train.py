@@ -263,3 +263,24 @@ def test_export_script_runs_standalone(tmp_path, tiny_model):
     steps = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
     assert steps and all(math.isfinite(s["loss"]) for s in steps)
     assert (tmp_path / "script" / "out" / "adapter_config.json").exists()
+
+
+def test_routed_experts_are_opt_in_and_checked(tiny_model):
+    from dsft.train.methods import wrap
+    from dsft.train.trainer import load_model
+
+    base = {"model.name_or_path": str(tiny_model), "data.train": ["x"], "output.dir": "o", "method": "lora"}
+    cfg = cfgmod.load(None, {**base, "lora.experts": True, "lora.dropout": 0.0})
+    wrapped = wrap(load_model(cfg)[0], cfg)
+    trainable = [n for n, p in wrapped.named_parameters() if p.requires_grad]
+    assert any("mlp.experts" in n for n in trainable) and not any(n.endswith("mlp.gate.weight") for n in trainable)
+    ids = torch.tensor([list(range(5, 25))])
+    wrapped(input_ids=ids, labels=ids).loss.backward()
+    with pytest.raises(UserError, match="dropout"):
+        wrap(load_model(cfg)[0], cfgmod.load(None, {**base, "lora.experts": True}))
+    with pytest.raises(UserError, match="DoRA cannot adapt fused MoE expert"):
+        wrap(load_model(cfg)[0], cfgmod.load(None, {**base, "method": "dora", "lora.experts": True,
+                                                       "lora.dropout": 0.0}))
+    plain = cfgmod.load(None, {**base})
+    assert not any("mlp.experts" in n for n, p in wrap(load_model(plain)[0], plain).named_parameters()
+                   if p.requires_grad), "experts stay frozen unless asked"

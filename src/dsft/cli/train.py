@@ -50,11 +50,19 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags
     console.print(f"training {cfg.model.name_or_path} ({cfg.method}, {cfg.training.epochs:g} epochs, "
                   f"lr {cfg.training.learning_rate:g}) -> {cfg.output.dir}")
 
-    def progress(step: int, total: int, line: dict) -> None:
-        extra = f", eval loss {line['eval_loss']:.3f}" if line.get("eval_loss") is not None else ""
-        console.print(f"step {step}/{total}: loss {line['loss']:.3f}{extra}, {line['tokens_per_s']:.0f} tokens/s")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    result = run(cfg, progress, resume=resume is not None)
+    bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
+    task = bar.add_task("train", total=None, status="loading")
+
+    def progress(step: int, total: int, line: dict) -> None:
+        extra = f" eval {line['eval_loss']:.3f}" if line.get("eval_loss") is not None else ""
+        bar.update(task, completed=step, total=total,
+                   status=f"loss {line['loss']:.3f}{extra} {line['tokens_per_s']:.0f} tok/s")
+
+    with bar:
+        result = run(cfg, progress, resume=resume is not None)
     console.print(f"done in {result.seconds:.0f}s: {result.steps} steps, train loss {result.train_loss:.3f}, "
                   f"eval loss {result.eval_loss if result.eval_loss is None else round(result.eval_loss, 3)}, "
                   f"pad fraction {result.pad_fraction:.2%}, {result.tokens_per_s:.0f} tokens/s -> {result.dir}")

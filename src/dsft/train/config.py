@@ -53,6 +53,8 @@ class LoraConfig(_Strict):
     alpha: int = Field(32, gt=0, description="Scaling numerator; the update is scaled by alpha / r.")
     dropout: float = Field(0.05, ge=0, lt=1)
     targets: list[str] | Literal["auto"] = Field("auto", description="Module names, or the architecture's preset.")
+    experts: bool = Field(False, description="Also adapt the fused routed experts of MoE models (peft parameter "
+                                            "targeting); needs dropout 0, not available with DoRA.")
 
 
 class TrainingConfig(_Strict):

@@ -70,9 +70,31 @@ def wrap(model, cfg):
     else:
         from peft import LoraConfig
 
+        experts = _experts(model, cfg)
         peft_cfg = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                              target_modules=targets, use_dora=cfg.method == "dora", task_type="CAUSAL_LM")
+                              target_modules=targets, target_parameters=experts or None,
+                              use_dora=cfg.method == "dora", task_type="CAUSAL_LM")
     with exact_targets(model):
         wrapped = get_peft_model(model, peft_cfg)
     check_adapted(wrapped, targets, marker="ia3_l" if cfg.method == "ia3" else "lora_A")
+    if cfg.method != "ia3" and cfg.lora.experts:
+        from dsft.train.targets import adapted_experts
+
+        layers = [n for n, _ in model.named_modules() if n.endswith("mlp.experts")]
+        if adapted_experts(wrapped) != sorted(layers):
+            raise RuntimeError(f"peft adapted experts {adapted_experts(wrapped)}, expected {layers}")
     return wrapped
+
+
+def _experts(model, cfg) -> list[str]:
+    """Fused routed-expert parameters to adapt when `lora.experts` is set."""
+    if not cfg.lora.experts:
+        return []
+    from dsft.train.targets import expert_parameters
+
+    if cfg.method == "dora":
+        raise UserError("DoRA cannot adapt fused MoE expert weights", "use --method lora, or drop lora.experts")
+    if cfg.lora.dropout:
+        raise UserError(f"lora.dropout is {cfg.lora.dropout}; peft adapts fused expert weights only without dropout",
+                        "set lora.dropout: 0 together with lora.experts")
+    return expert_parameters(model)

@@ -56,13 +56,30 @@ def resolve(model: nn.Module, requested: list[str] | str = "auto") -> list[str]:
     return sorted(name for t in wanted for name in available[t])
 
 
+def expert_parameters(model: nn.Module) -> list[str]:
+    """Suffixes of the fused 3-D routed-expert weights (e.g. mlp.experts.gate_up_proj), for peft's
+    `target_parameters`; a UserError when the model has none."""
+    found = sorted({name.split(".", 3)[-1] for name, p in model.named_parameters()
+                    if ".experts." in name and p.dim() == 3})
+    if not found:
+        raise UserError(f"lora.experts is set but this {getattr(model.config, 'model_type', '')} model has no "
+                        "fused routed experts", "drop lora.experts")
+    return found
+
+
 def check_adapted(peft_model: nn.Module, expected: list[str], marker: str = "lora_A") -> None:
     """After wrapping: exactly the requested modules carry adapter weights (`marker`), nothing else."""
     got = sorted(name.removeprefix("base_model.model.") for name, m in peft_model.named_modules()
-                 if hasattr(m, marker) and not name.endswith("base_layer"))
+                 if hasattr(m, marker) and not name.endswith("base_layer") and type(m).__name__ != "ParamWrapper")
     if got != sorted(expected):
         extra, lost = sorted(set(got) - set(expected)), sorted(set(expected) - set(got))
         raise RuntimeError(f"peft adapted other modules than asked: extra {extra[:5]}, missing {lost[:5]}")
+
+
+def adapted_experts(peft_model: nn.Module) -> list[str]:
+    """Modules whose fused expert weights carry LoRA (peft's ParamWrapper), outermost only."""
+    return sorted(name.removeprefix("base_model.model.") for name, m in peft_model.named_modules()
+                  if type(m).__name__ == "ParamWrapper" and not name.endswith("base_layer"))
 
 
 @contextmanager
