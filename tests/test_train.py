@@ -284,3 +284,19 @@ def test_routed_experts_are_opt_in_and_checked(tiny_model):
     plain = cfgmod.load(None, {**base})
     assert not any("mlp.experts" in n for n, p in wrap(load_model(plain)[0], plain).named_parameters()
                    if p.requires_grad), "experts stay frozen unless asked"
+
+
+def test_report_to_tensorboard_and_mlflow(tmp_path, tiny_model):
+    from dsft.train.trainer import train
+
+    run_dsft("data", "generate", "-n", "16", "--seed", "5", "--out", tmp_path / "d.jsonl", check=0)
+    cfg = cfgmod.load(None, {"model.name_or_path": str(tiny_model), "data.train": [str(tmp_path / "d.jsonl")],
+                             "output.dir": str(tmp_path / "run"), "training.epochs": 1, "training.log_every": 1,
+                             "training.report_to": ["tensorboard", "mlflow"]})
+    train(cfg)
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    import mlflow
+
+    mlflow.set_tracking_uri((tmp_path / "run" / "mlruns").resolve().as_uri())
+    runs = mlflow.search_runs(search_all_experiments=True)
+    assert len(runs) == 1 and "metrics.loss" in runs.columns and runs["params.method"][0] == "full"

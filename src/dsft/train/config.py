@@ -69,6 +69,8 @@ class TrainingConfig(_Strict):
     log_every: int = Field(10, gt=0, description="Steps between metrics.jsonl lines.")
     eval_every: int | None = Field(50, gt=0, description="Steps between eval losses on the validation split.")
     save_every: int | None = Field(None, gt=0, description="Steps between checkpoints (for --resume); none = off.")
+    report_to: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list,
+                                                              description="Metric sinks besides metrics.jsonl.")
     threads: int | None = Field(None, description="CPU threads for torch (default: all cores).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory, ~30% slower.")
 

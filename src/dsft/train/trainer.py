@@ -192,6 +192,10 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False) -> RunResult:
         (out / "metrics.jsonl").write_text("".join(line + "\n" for line in kept))
     else:
         cfg.save(out / "config.yaml")
+    from dsft.train.config import _flatten
+    from dsft.train.loggers import open_sinks
+
+    sinks = open_sinks(t.report_to, out, _flatten(cfg.model_dump(mode="json")))
     metrics = open(out / "metrics.jsonl", "a", encoding="utf-8")
     started, tokens, pads, last_loss = time.perf_counter(), 0, 0, float("nan")
     window_loss, window_n = 0.0, 0
@@ -227,11 +231,15 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False) -> RunResult:
                 line["eval_loss"] = eval_loss(model, val_ex, tokenizer.pad_token_id, t.batch_size)
             metrics.write(json.dumps(line) + "\n")
             metrics.flush()
+            for sink in sinks:
+                sink.log(step, {k: v for k, v in line.items() if isinstance(v, float | int) and k != "step"})
             if progress:
                 progress(step, total_steps, line)
         if t.save_every and step % t.save_every == 0 and step < total_steps:
             checkpoint.save(out, step, model, optimizer, scheduler)
     metrics.close()
+    for sink in sinks:
+        sink.close()
     seconds = time.perf_counter() - started
     final_eval = eval_loss(model, val_ex, tokenizer.pad_token_id, t.batch_size)
     _save(model, tokenizer, cfg, out)
