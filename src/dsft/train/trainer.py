@@ -76,6 +76,16 @@ def load_model(cfg: TrainConfig):
     return model, tokenizer
 
 
+def make_optimizer(cfg: TrainConfig, params):
+    """AdamW; QLoRA on CUDA uses bitsandbytes' paged 8-bit AdamW (the guide's 3.2.1), which has no CPU kernel."""
+    t = cfg.training
+    if cfg.method == "qlora" and torch.cuda.is_available():
+        import bitsandbytes as bnb
+
+        return bnb.optim.PagedAdamW8bit(params, lr=t.learning_rate, weight_decay=t.weight_decay)
+    return torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay)
+
+
 def _loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     labels = batch["labels"][:, 1:]
@@ -170,7 +180,7 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False) -> RunResult:
             model.enable_input_require_grads()
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay)
+    optimizer = make_optimizer(cfg, params)
     micro = p.micro
     total_steps = max(1, math.ceil(len(micro) / t.grad_accum))
     warmup = int(total_steps * t.warmup_ratio)
