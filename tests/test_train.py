@@ -298,5 +298,5 @@ def test_report_to_tensorboard_and_mlflow(tmp_path, tiny_model):
     import mlflow
 
     mlflow.set_tracking_uri((tmp_path / "run" / "mlruns").resolve().as_uri())
-    runs = mlflow.search_runs(search_all_experiments=True)
-    assert len(runs) == 1 and "metrics.loss" in runs.columns and runs["params.method"][0] == "full"
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert len(runs) == 1 and "loss" in runs[0].data.metrics and runs[0].data.params["method"] == "full"
