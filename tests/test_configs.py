@@ -19,6 +19,11 @@ def test_shipped_config_validates(path):
     assert first.startswith("# ") and "dsft train" in first, "every config starts with the command that runs it"
 
 
+def test_accelerate_configs_start_with_their_command():
+    for path in (Path(__file__).parent.parent / "configs" / "accelerate").glob("*.yaml"):
+        assert path.read_text().startswith("# accelerate launch --config_file configs/accelerate/" + path.name)
+
+
 def test_expected_configs_are_shipped():
     names = {p.stem for p in CONFIGS}
     assert {"tiny-demo", "deepseek-coder-1.3b-lora", "deepseek-coder-6.7b-qlora", "r1-distill-qwen-1.5b-lora",

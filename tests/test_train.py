@@ -300,3 +300,26 @@ def test_report_to_tensorboard_and_mlflow(tmp_path, tiny_model):
     mlflow.set_tracking_uri((tmp_path / "run" / "mlruns").resolve().as_uri())
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert len(runs) == 1 and "loss" in runs[0].data.metrics and runs[0].data.params["method"] == "full"
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one_process_with_accumulation(tmp_path, tiny_model):
+    """Data parallel (torchrun, 2 CPU ranks, gloo) takes the same optimizer steps as one process
+    accumulating 2 micro-batches: same per-step losses."""
+    import subprocess
+    import sys
+
+    run_dsft("data", "generate", "-n", "40", "--seed", "6", "--out", tmp_path / "d.jsonl", check=0)
+    common = ["--model", tiny_model, "--train", tmp_path / "d.jsonl", "--epochs", "2", "--batch-size", "4",
+              "--lr", "1e-3"]
+    (tmp_path / "one.yaml").write_text("training: {log_every: 1, eval_every: 1000, grad_accum: 2}\n")
+    (tmp_path / "two.yaml").write_text("training: {log_every: 1, eval_every: 1000, grad_accum: 1}\n")
+    run_dsft("train", tmp_path / "one.yaml", *common, "--out", tmp_path / "one", check=0)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "dsft",
+                           "train", str(tmp_path / "two.yaml"), *map(str, common), "--out", str(tmp_path / "two")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    one, two = ([json.loads(x)["loss"] for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+                for d in ("one", "two"))
+    assert len(one) == len(two) > 3 and two == pytest.approx(one, abs=1e-4)
+    assert json.loads((tmp_path / "two" / "run.json").read_text())["processes"] == 2

@@ -63,6 +63,8 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags
 
     with bar:
         result = run(cfg, progress, resume=resume is not None)
+    if not result.is_main:
+        return
     console.print(f"done in {result.seconds:.0f}s: {result.steps} steps, train loss {result.train_loss:.3f}, "
                   f"eval loss {result.eval_loss if result.eval_loss is None else round(result.eval_loss, 3)}, "
                   f"pad fraction {result.pad_fraction:.2%}, {result.tokens_per_s:.0f} tokens/s -> {result.dir}")

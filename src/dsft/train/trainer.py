@@ -32,6 +32,7 @@ class RunResult:
     tokens: int
     pad_fraction: float
     seconds: float
+    is_main: bool = True  # False on the other ranks of a multi-process run: they report nothing
 
     @property
     def tokens_per_s(self) -> float:
@@ -74,6 +75,13 @@ def load_model(cfg: TrainConfig):
         raise UserError(f"{name}: the tokenizer has no pad token distinct from EOS",
                         "add one (tokenizer.add_special_tokens({'pad_token': ...})) so the model still learns to stop")
     return model, tokenizer
+
+
+def _total(acc, value: float | int) -> float:
+    """Sum of a per-rank number over all ranks (the number itself with one process)."""
+    if acc.num_processes == 1:
+        return value
+    return acc.reduce(torch.tensor(float(value), device=acc.device), reduction="sum").item()
 
 
 def make_optimizer(cfg: TrainConfig, params):
@@ -179,10 +187,22 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False) -> RunResult:
         if cfg.method != "full":  # frozen embeddings: make checkpointed blocks see inputs that need grad
             model.enable_input_require_grads()
     model.train()
+    from accelerate import Accelerator
+
+    # One process by default; under `accelerate launch` each rank takes its share of every step.
+    acc = Accelerator(cpu=not torch.cuda.is_available())
+    world, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(cfg, params)
+    model, optimizer = acc.prepare(model, optimizer)
+    bare = acc.unwrap_model(model)
     micro = p.micro
-    total_steps = max(1, math.ceil(len(micro) / t.grad_accum))
+    per_step = t.grad_accum * world
+    # Every rank must take every step (collectives), so with several ranks a partial last step is dropped.
+    total_steps = math.ceil(len(micro) / per_step) if world == 1 else len(micro) // per_step
+    if total_steps == 0:
+        raise UserError(f"{len(micro)} micro-batches cannot feed {world} processes x {t.grad_accum} accumulation",
+                        "use more data, a smaller --batch-size or fewer processes")
     warmup = int(total_steps * t.warmup_ratio)
 
     def lr_at(step: int) -> float:
@@ -197,68 +217,77 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False) -> RunResult:
         last = checkpoint.latest(out)
         if last is None:
             raise UserError(f"{out} has no complete checkpoint to resume from", "start the run again without --resume")
-        step = checkpoint.load(last, model, optimizer, scheduler)
-        kept = [line for line in (out / "metrics.jsonl").read_text().splitlines() if json.loads(line)["step"] <= step]
-        (out / "metrics.jsonl").write_text("".join(line + "\n" for line in kept))
-    else:
+        step = checkpoint.load(last, bare, optimizer, scheduler)
+        if main:
+            kept = [x for x in (out / "metrics.jsonl").read_text().splitlines() if json.loads(x)["step"] <= step]
+            (out / "metrics.jsonl").write_text("".join(x + "\n" for x in kept))
+    elif main:
         cfg.save(out / "config.yaml")
+    acc.wait_for_everyone()
     from dsft.train.config import _flatten
     from dsft.train.loggers import open_sinks
 
-    sinks = open_sinks(t.report_to, out, _flatten(cfg.model_dump(mode="json")))
-    metrics = open(out / "metrics.jsonl", "a", encoding="utf-8")
+    sinks = open_sinks(t.report_to, out, _flatten(cfg.model_dump(mode="json"))) if main else []
+    metrics = open(out / "metrics.jsonl", "a", encoding="utf-8") if main else None
     started, tokens, pads, last_loss = time.perf_counter(), 0, 0, float("nan")
     window_loss, window_n = 0.0, 0
     while step < total_steps:
-        group = [collate([train_ex[i] for i in idx], tokenizer.pad_token_id)
-                 for idx in micro[step * t.grad_accum:(step + 1) * t.grad_accum]]
-        supervised = sum(int((b["labels"][:, 1:] != -100).sum()) for b, _ in group)
+        mine = [micro[k] for a in range(t.grad_accum)
+                if (k := step * per_step + a * world + rank) < len(micro)]
+        group = [collate([train_ex[i] for i in idx], tokenizer.pad_token_id) for idx in mine]
+        supervised = _total(acc, sum(int((b["labels"][:, 1:] != -100).sum()) for b, _ in group))
         step_loss = 0.0
         for batch, n_pad in group:
-            loss, _ = _loss_sum(model, batch)
-            (loss / supervised).backward()
+            loss, _ = _loss_sum(model, {k: v.to(acc.device) for k, v in batch.items()})
+            acc.backward(loss * world / supervised)  # ranks' gradients are averaged: this makes them a sum
             step_loss += loss.item()
             tokens += int(batch["attention_mask"].sum())
             pads += n_pad
+        step_loss = _total(acc, step_loss)
         if not math.isfinite(step_loss):
-            metrics.close()
+            if metrics:
+                metrics.close()
             raise RuntimeError(f"loss became {step_loss} at step {step + 1}: stopped, nothing saved; "
                                "lower the learning rate")
-        torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+        acc.clip_grad_norm_(params, t.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         window_loss, window_n = window_loss + step_loss, window_n + supervised
-        if step % t.log_every == 0 or step == total_steps:
+        if main and (step % t.log_every == 0 or step == total_steps):
             last_loss = window_loss / window_n
             elapsed = time.perf_counter() - started
             line = {"step": step, "phase": p.phase_of_batch[min(step * t.grad_accum, len(micro)) - 1],
                     "loss": round(last_loss, 6),
-                    "lr": scheduler.get_last_lr()[0], "tokens_per_s": round(tokens / elapsed, 1)}
+                    "lr": scheduler.get_last_lr()[0], "tokens_per_s": round(tokens * world / elapsed, 1)}
             window_loss, window_n = 0.0, 0
             if t.eval_every and (step % t.eval_every == 0 or step == total_steps):
-                line["eval_loss"] = eval_loss(model, val_ex, tokenizer.pad_token_id, t.batch_size)
+                line["eval_loss"] = eval_loss(bare, val_ex, tokenizer.pad_token_id, t.batch_size)
             metrics.write(json.dumps(line) + "\n")
             metrics.flush()
             for sink in sinks:
                 sink.log(step, {k: v for k, v in line.items() if isinstance(v, float | int) and k != "step"})
             if progress:
                 progress(step, total_steps, line)
-        if t.save_every and step % t.save_every == 0 and step < total_steps:
-            checkpoint.save(out, step, model, optimizer, scheduler)
+        if main and t.save_every and step % t.save_every == 0 and step < total_steps:
+            checkpoint.save(out, step, bare, optimizer, scheduler)
+    tokens, pads = int(_total(acc, tokens)), int(_total(acc, pads))
+    acc.wait_for_everyone()
+    seconds = time.perf_counter() - started
+    if not main:
+        return RunResult(out, step, last_loss, None, tokens, pads / max(1, tokens + pads), seconds, is_main=False)
     metrics.close()
     for sink in sinks:
         sink.close()
-    seconds = time.perf_counter() - started
-    final_eval = eval_loss(model, val_ex, tokenizer.pad_token_id, t.batch_size)
-    _save(model, tokenizer, cfg, out)
+    final_eval = eval_loss(bare, val_ex, tokenizer.pad_token_id, t.batch_size)
+    _save(bare, tokenizer, cfg, out)
     result = RunResult(out, step, last_loss, final_eval, tokens, pads / max(1, tokens + pads), seconds)
     (out / "run.json").write_text(json.dumps({
         "steps": step, "train_loss": last_loss, "eval_loss": final_eval, "tokens": tokens,
         "pad_fraction": result.pad_fraction, "seconds": round(seconds, 1), "tokens_per_s": round(result.tokens_per_s, 1),
         "data": counts, "skipped": skipped, "train_examples": len(train_ex), "validation_examples": len(val_ex),
-        "resumed": resume}, indent=2), encoding="utf-8")
+        "resumed": resume, "processes": world}, indent=2), encoding="utf-8")
     from dsft.train.report import write_run_report
 
     write_run_report(out, cfg, result)
