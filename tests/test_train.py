@@ -323,3 +323,18 @@ def test_two_processes_equal_one_process_with_accumulation(tmp_path, tiny_model)
                 for d in ("one", "two"))
     assert len(one) == len(two) > 3 and two == pytest.approx(one, abs=1e-4)
     assert json.loads((tmp_path / "two" / "run.json").read_text())["processes"] == 2
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_gradient_checkpointing_gives_the_same_loss(tmp_path, tiny_model, method):
+    from dsft.train.trainer import train
+
+    run_dsft("data", "generate", "-n", "16", "--seed", "8", "--out", tmp_path / "d.jsonl", check=0)
+    losses = []
+    for on in (False, True):
+        cfg = cfgmod.load(None, {"model.name_or_path": str(tiny_model), "data.train": [str(tmp_path / "d.jsonl")],
+                                 "output.dir": str(tmp_path / f"run{on}"), "method": method, "training.epochs": 1,
+                                 "training.log_every": 1, "training.gradient_checkpointing": on})
+        train(cfg)
+        losses.append([json.loads(x)["loss"] for x in (tmp_path / f"run{on}" / "metrics.jsonl").read_text().splitlines()])
+    assert losses[1] == pytest.approx(losses[0], abs=1e-4)
