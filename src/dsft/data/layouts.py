@@ -75,7 +75,7 @@ def convert(record: dict[str, Any], err: Err, layout: str | None = None,
         return layout, None
     meta = record.get("metadata")
     if meta is not None and not isinstance(meta, dict):
-        err("invalid_field", f"metadata must be an object, not {_type(meta)}")
+        err("invalid_field", f"metadata must be an object, not {type_name(meta)}")
         meta = None
     metadata = dict(meta or {})
     if "id" in record:
@@ -93,7 +93,7 @@ def convert(record: dict[str, Any], err: Err, layout: str | None = None,
 def _chat(record: dict[str, Any], err: Err, tools_fn) -> dict | None:
     msgs = record["messages"]
     if not isinstance(msgs, list):
-        err("invalid_field", f"messages must be a list, not {_type(msgs)}")
+        err("invalid_field", f"messages must be a list, not {type_name(msgs)}")
         return None
     out: list[dict] = []
     legacy_pending: dict[str, list[str]] = {}  # name -> ids of legacy function_call turns
@@ -102,7 +102,7 @@ def _chat(record: dict[str, Any], err: Err, tools_fn) -> dict | None:
             out.append(m)  # already canonical: the common case, passed through as is
             continue
         if not isinstance(m, dict):
-            err("invalid_field", f"messages[{i}] must be an object, not {_type(m)}")
+            err("invalid_field", f"messages[{i}] must be an object, not {type_name(m)}")
             continue
         role = m.get("role")
         if role == "developer":
@@ -152,14 +152,14 @@ def _content(value: Any, where: str, err: Err) -> Any:
         if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
             texts.append(part["text"])
         else:
-            kind = part.get("type") if isinstance(part, dict) else _type(part)
+            kind = part.get("type") if isinstance(part, dict) else type_name(part)
             err("unsupported_content", f"{where}.content[{k}] is a {kind!r} part; only text parts can be trained")
     return "".join(texts)
 
 
 def _call(c: Any, where: str, default_id: str, err: Err) -> dict | None:
     if not isinstance(c, dict):
-        err("invalid_field", f"{where} must be an object, not {_type(c)}")
+        err("invalid_field", f"{where} must be an object, not {type_name(c)}")
         return None
     if c.get("type", "function") != "function":
         err("invalid_field", f"{where}.type is {c.get('type')!r}; only 'function' calls are supported")
@@ -185,7 +185,7 @@ def parse_arguments(args: Any, where: str, err: Err) -> dict:
             err("invalid_arguments_json", f"{where} is not JSON: {e.msg} (char {e.pos + 1})")
             return {}
     if not isinstance(args, dict):
-        err("invalid_arguments_json", f"{where} is {_type(args)}, not a JSON object")
+        err("invalid_arguments_json", f"{where} is {type_name(args)}, not a JSON object")
         return {}
     return args
 
@@ -204,7 +204,7 @@ def tools_from(tools: Any, functions: Any, err: Err) -> list[dict] | None:
                 err("invalid_tools", f"{field} is a string that is not JSON: {e.msg}")
                 continue
         if not isinstance(value, list):
-            err("invalid_tools", f"{field} must be a list, not {_type(value)}")
+            err("invalid_tools", f"{field} must be a list, not {type_name(value)}")
             continue
         for k, t in enumerate(value):
             spec = _tool(t, f"{field}[{k}]", err)
@@ -215,7 +215,7 @@ def tools_from(tools: Any, functions: Any, err: Err) -> list[dict] | None:
 
 def _tool(t: Any, where: str, err: Err) -> dict | None:
     if not isinstance(t, dict):
-        err("invalid_tools", f"{where} must be an object, not {_type(t)}")
+        err("invalid_tools", f"{where} must be an object, not {type_name(t)}")
         return None
     if "function" in t:
         if t.get("type", "function") != "function":
@@ -229,7 +229,7 @@ def _tool(t: Any, where: str, err: Err) -> dict | None:
     if params is None:
         params = {"type": "object", "properties": {}}
     if not isinstance(params, dict):
-        err("invalid_tools", f"{where}.parameters must be a JSON Schema object, not {_type(params)}")
+        err("invalid_tools", f"{where}.parameters must be a JSON Schema object, not {type_name(params)}")
         return None
     desc = t.get("description")
     return {"name": t["name"], "description": desc if isinstance(desc, str) else "", "parameters": params}
@@ -258,7 +258,7 @@ def load_tools(path: Path) -> list[dict]:
 def _sharegpt(record: dict[str, Any], err: Err, tools_fn) -> dict | None:
     turns = record["conversations"]
     if not isinstance(turns, list):
-        err("invalid_field", f"conversations must be a list, not {_type(turns)}")
+        err("invalid_field", f"conversations must be a list, not {type_name(turns)}")
         return None
     out: list[dict] = []
     if isinstance(record.get("system"), str) and record["system"].strip():
@@ -267,7 +267,7 @@ def _sharegpt(record: dict[str, Any], err: Err, tools_fn) -> dict | None:
     for i, turn in enumerate(turns):
         where = f"conversations[{i}]"
         if not isinstance(turn, dict):
-            err("invalid_field", f"{where} must be an object, not {_type(turn)}")
+            err("invalid_field", f"{where} must be an object, not {type_name(turn)}")
             continue
         role = _SHAREGPT_ROLES.get(turn.get("from"))
         value = turn.get("value")
@@ -342,6 +342,6 @@ _CONVERTERS = {"chat": _chat, "sharegpt": _sharegpt, "instruction": _instruction
                "completion": _completion, "text": _text}
 
 
-def _type(value: Any) -> str:
+def type_name(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null",
             int: "a number", float: "a number"}.get(type(value), type(value).__name__)

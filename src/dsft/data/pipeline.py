@@ -126,7 +126,7 @@ class Scanner:
             return row
         data = record.data
         if not isinstance(data, dict):
-            err("not_an_object", f"the record is {layouts._type(data)}, not an object")
+            err("not_an_object", f"the record is {layouts.type_name(data)}, not an object")
             return row
         self._toolset = NO_TOOLS
         row.layout, conv = layouts.convert(data, err, self.opts.format, self._tools)

@@ -56,9 +56,8 @@ def tokenizer_counter(name: str, trust_remote_code: bool = False) -> Counter:
     def count(conv: Conversation) -> int:
         if tok.chat_template:
             row = conv.to_openai()
-            ids = tok.apply_chat_template(row["messages"], tools=row.get("tools"), tokenize=True)
-            ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
-            return len(ids)
+            out = tok.apply_chat_template(row["messages"], tools=row.get("tools"), tokenize=True, return_dict=True)
+            return len(out["input_ids"])
         text = "\n".join(m.content or "" for m in conv.messages)
         return len(tok(text)["input_ids"])
 

@@ -80,7 +80,6 @@ def score_one(generated: str, case: Case, scores: Scores) -> None:
 def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 8) -> list[str]:
     """Greedy, batched, left-padded; returns the decoded continuation with special tokens kept."""
     model.eval()
-    outs: list[str] = []
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     texts: dict[int, str] = {}
     for start in range(0, len(order), batch_size):
@@ -96,8 +95,7 @@ def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, ba
         for row, i in enumerate(idx):
             new = [t for t in gen[row, width:].tolist() if t != tokenizer.pad_token_id]
             texts[i] = tokenizer.decode(new, skip_special_tokens=False)
-    outs = [texts[i] for i in range(len(prompts))]
-    return outs
+    return [texts[i] for i in range(len(prompts))]
 
 
 def evaluate(model, tokenizer, convs: list[Conversation], max_new_tokens: int = 96, limit: int | None = None,
