@@ -3,6 +3,7 @@ library functions; user errors become a message, a fix and an exit code, never a
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -47,6 +48,8 @@ _register()
 
 
 def main() -> None:
+    # dsft draws its own progress; transformers' per-load/save bars only add noise to its output.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         app()
     except UserError as e:
