@@ -32,13 +32,13 @@ def _root(version: bool = typer.Option(False, "--version", is_eager=True, callba
 
 
 def _register() -> None:
-    from dsft.cli import chat, data, demo, model, train
+    from dsft.cli import chat, data, demo, evaluate, model, train
 
     app.add_typer(data.app, name="data")
     app.add_typer(model.app, name="model")
     app.add_typer(chat.app, name="chat")
     app.command("train")(train.train)
-    app.command("eval")(train.evaluate)
+    app.add_typer(evaluate.app, name="eval")
     app.command("estimate")(train.estimate)
     app.command("export-script")(train.export_script)
     app.command("demo")(demo.demo)

@@ -70,29 +70,6 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags
                   f"pad fraction {result.pad_fraction:.2%}, {result.tokens_per_s:.0f} tokens/s -> {result.dir}")
 
 
-def evaluate(model: str = typer.Option(..., "--model", help="Run folder or model folder."),
-             data: list[str] = typer.Option(..., "--data", help="Evaluation data, any layout."),
-             limit: Optional[int] = typer.Option(None, "--limit"),
-             max_new_tokens: int = typer.Option(96, "--max-new-tokens"),
-             seed: int = typer.Option(0, "--seed"),
-             as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
-    """Generate the next assistant turn of each example and score tool calls."""
-    import torch
-
-    from dsft.eval.tooluse import evaluate as run
-    from dsft.eval.tooluse import load_for_eval
-    from dsft.train.trainer import load_conversations
-
-    torch.manual_seed(seed)
-    convs, _ = load_conversations(data)
-    net, tokenizer = load_for_eval(model)
-    summary = run(net, tokenizer, convs, max_new_tokens=max_new_tokens, limit=limit).summary()
-    if as_json:
-        sys.stdout.write(json.dumps(summary) + "\n")
-    else:
-        Console().print(" ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in summary.items()))
-
-
 def estimate(model: str = typer.Option(..., "--model", help="Model folder or id (only its config is read)."),
              method: str = typer.Option("qlora", "--method", help="lora, qlora or full."),
              seq_len: int = typer.Option(4096, "--seq-len"),

@@ -4,18 +4,13 @@ Prompts come from `render_prompt` and generations are read by `parse_assistant`:
 renderer and parser as training and serving. The example's first trained assistant turn is the
 one scored; everything before it is the prompt.
 
-Metrics (per example, averaged):
-- parse_rate: the generation parses (a well-formed tool-call block, or plain text);
-- tool_name_accuracy: the called tool names equal the reference's as a multiset (no call when
-  the reference makes none counts as correct);
-- tool_args_exact_match: names and arguments equal the reference's, arguments compared as JSON
-  values, calls matched order-insensitively.
+Metrics are those of `tool_metrics` (BFCL rules), averaged over examples; `parse_rate` counts
+generations that parse (a well-formed tool-call block, or plain text).
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +19,7 @@ import torch
 from dsft.chat.parse import parse_assistant
 from dsft.chat.render import render_prompt
 from dsft.data.conversation import Conversation, ToolCall
+from dsft.eval.tool_metrics import ExampleScore, aggregate, score_calls
 
 
 @dataclass
@@ -35,16 +31,11 @@ class Case:
 
 @dataclass
 class Scores:
-    n: int = 0
-    parsed: int = 0
-    names: int = 0
-    exact: int = 0
+    examples: list[ExampleScore] = field(default_factory=list)
     details: list[dict] = field(default_factory=list)
 
     def summary(self) -> dict:
-        d = max(self.n, 1)
-        return {"n": self.n, "parse_rate": self.parsed / d, "tool_name_accuracy": self.names / d,
-                "tool_args_exact_match": self.exact / d}
+        return aggregate(self.examples)
 
 
 def cases(convs: list[Conversation]) -> list[Case]:
@@ -59,21 +50,12 @@ def cases(convs: list[Conversation]) -> list[Case]:
     return out
 
 
-def _key(call: ToolCall) -> str:
-    return call.name + "\0" + json.dumps(call.arguments, sort_keys=True)
-
-
 def score_one(generated: str, case: Case, scores: Scores) -> None:
     parsed = parse_assistant(generated)
-    ref_names = Counter(c.name for c in case.reference)
-    got_names = Counter(c.name for c in parsed.tool_calls)
-    name_ok = parsed.ok and ref_names == got_names
-    exact_ok = name_ok and Counter(map(_key, case.reference)) == Counter(map(_key, parsed.tool_calls))
-    scores.n += 1
-    scores.parsed += parsed.ok
-    scores.names += name_ok
-    scores.exact += exact_ok
-    scores.details.append({"generated": generated, "parsed": parsed.ok, "name_ok": name_ok, "exact": exact_ok})
+    result = score_calls(parsed.tool_calls, case.reference, case.prompt.tools or [], parsed=parsed.ok)
+    scores.examples.append(result)
+    scores.details.append({"generated": generated, "parsed": parsed.ok, "name_ok": result.name_match,
+                           "exact": result.exact})
 
 
 @torch.no_grad()

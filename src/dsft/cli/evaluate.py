@@ -1,0 +1,61 @@
+"""`dsft eval`: score a model (generating) or outputs made elsewhere (`dsft eval score`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from dsft.errors import UserError
+
+app = typer.Typer(help="Evaluate models and outputs with the same metrics.", invoke_without_command=True)
+
+
+def _print(summary: dict, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    else:
+        Console().print("  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                                  for k, v in summary.items() if isinstance(v, int | float)))
+
+
+@app.callback()
+def evaluate(ctx: typer.Context,
+             model: Optional[str] = typer.Option(None, "--model", help="Run folder or model folder."),
+             data: Optional[list[str]] = typer.Option(None, "--data", help="Evaluation data, any layout."),
+             limit: Optional[int] = typer.Option(None, "--limit"),
+             max_new_tokens: int = typer.Option(96, "--max-new-tokens"),
+             batch_size: int = typer.Option(8, "--batch-size", help="Prompts generated together."),
+             seed: int = typer.Option(0, "--seed"),
+             as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """Generate the next assistant turn of each example (greedy, shared renderer) and score it."""
+    if ctx.invoked_subcommand:
+        return
+    if not model or not data:
+        raise UserError("dsft eval needs --model and --data", "e.g. dsft eval --model RUN --data held_out.jsonl")
+    import torch
+
+    from dsft.eval.tooluse import evaluate as run
+    from dsft.eval.tooluse import load_for_eval
+    from dsft.train.trainer import load_conversations
+
+    torch.manual_seed(seed)
+    convs, _ = load_conversations(data)
+    net, tokenizer = load_for_eval(model)
+    _print(run(net, tokenizer, convs, max_new_tokens=max_new_tokens, limit=limit, batch_size=batch_size).summary(),
+           as_json)
+
+
+@app.command()
+def score(predictions: Path = typer.Argument(..., help="JSONL: one assistant message (OpenAI format), "
+                                                       "chat completion or {\"text\": ...} per reference."),
+          references: list[str] = typer.Argument(..., help="Reference data, any layout."),
+          as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """Score generations made elsewhere with exactly the metrics of `dsft eval`, no model loaded."""
+    from dsft.eval.score import score_file
+
+    _print(score_file(predictions, references), as_json)

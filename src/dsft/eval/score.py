@@ -1,0 +1,68 @@
+"""Scoring predictions that already exist (from any system) against reference examples.
+
+Predictions are JSON Lines, matched to the references by `id` when every prediction has one,
+otherwise by order. Each line is one of: an OpenAI assistant message (`content`, `tool_calls`
+with JSON-string arguments), a chat completion (`choices[0].message`), `{"message": {...}}`, or
+`{"text": "..."}` holding raw generated text (parsed by dsft's DeepSeek parser).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from dsft.chat.parse import parse_assistant
+from dsft.data.conversation import ToolCall
+from dsft.data.layouts import parse_arguments
+from dsft.errors import UserError
+from dsft.eval.tool_metrics import aggregate, score_calls
+from dsft.eval.tooluse import cases
+
+
+def prediction_calls(row: dict[str, Any]) -> tuple[list[ToolCall], bool]:
+    """(calls, parsed) from one prediction line."""
+    if "choices" in row:
+        row = (row["choices"] or [{}])[0].get("message", {})
+    row = row.get("message", row)
+    if "text" in row and "tool_calls" not in row:
+        parsed = parse_assistant(row["text"] or "")
+        return parsed.tool_calls, parsed.ok
+    calls, ok = [], True
+    for k, c in enumerate(row.get("tool_calls") or ()):
+        fn = c.get("function", c) if isinstance(c, dict) else {}
+        problems: list[str] = []
+        args = parse_arguments(fn.get("arguments"), "arguments", lambda code, msg: problems.append(msg))
+        if problems or not isinstance(fn.get("name"), str):
+            ok = False
+            continue
+        calls.append(ToolCall(id=str(c.get("id") or k), name=fn["name"], arguments=args))
+    return calls, ok
+
+
+def score_file(predictions: Path, references: list[str]) -> dict[str, Any]:
+    from dsft.train.trainer import load_conversations
+
+    try:
+        rows = [json.loads(line) for line in Path(predictions).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except OSError as e:
+        raise UserError(f"cannot read predictions {predictions}: {e.strerror}", "check the path") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"predictions {predictions} line {e.lineno}: not JSON ({e.msg})", "one JSON object per line") from None
+    refs = cases(load_conversations(references)[0])
+    if rows and all(isinstance(r, dict) and "id" in r for r in rows):
+        by_id = {str(r["id"]): r for r in rows}
+        ids = [str(c.prompt.metadata.get("id")) for c in refs]
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise UserError(f"{len(missing)} references have no prediction with their id (first: {missing[0]})",
+                            "give one prediction per reference example")
+        rows = [by_id[i] for i in ids]
+    elif len(rows) != len(refs):
+        raise UserError(f"{len(rows)} predictions for {len(refs)} reference examples",
+                        "give one prediction per reference, in order, or an `id` on each")
+    results = []
+    for row, case in zip(rows, refs):
+        calls, ok = prediction_calls(row)
+        results.append(score_calls(calls, case.reference, case.prompt.tools or [], parsed=ok))
+    return aggregate(results)

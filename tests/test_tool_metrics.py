@@ -1,0 +1,118 @@
+"""Tool-call metrics on hand-computed cases, BFCL edge cases included."""
+
+from __future__ import annotations
+
+import pytest
+
+from dsft.data.conversation import Tool, ToolCall
+from dsft.eval.tool_metrics import aggregate, args_equal, score_calls
+
+MINE = Tool(name="mine", parameters={"type": "object", "properties": {
+    "url": {"type": "string"}, "limit": {"type": "integer"}, "tags": {"type": "array", "items": {"type": "string"}}},
+    "required": ["url"]})
+SEO = Tool(name="seo", parameters={"type": "object", "properties": {"url": {"type": "string"}}, "required": ["url"]})
+TOOLS = [MINE, SEO]
+
+
+def call(name, **args):
+    return ToolCall(id="x", name=name, arguments=args)
+
+
+REF = [call("mine", url="https://Shop.io", limit=5)]
+
+
+@pytest.mark.parametrize("label,pred,expect", [
+    ("identical", [call("mine", url="https://Shop.io", limit=5)],
+     dict(name_match=True, exact=True, bfcl=True, arg_precision=1.0, arg_recall=1.0, schema_valid=True)),
+    ("string normalised (case, punctuation)", [call("mine", url="HTTPS://shop.io/", limit=5)],
+     dict(exact=False, bfcl=True, arg_precision=1.0)),
+    ("optional argument omitted", [call("mine", url="https://shop.io")],
+     dict(exact=False, bfcl=True, arg_precision=1.0, arg_recall=0.5)),
+    ("missing required argument", [call("mine", limit=5)],
+     dict(exact=False, bfcl=False, arg_precision=1.0, arg_recall=0.5, schema_valid=False)),
+    ("extra argument", [call("mine", url="https://shop.io", limit=5, tags=["a"])],
+     dict(exact=False, bfcl=False, arg_precision=2 / 3, arg_recall=1.0)),
+    ("type mismatch gets half credit", [call("mine", url="https://shop.io", limit="5")],
+     dict(exact=False, arg_precision=0.75, arg_recall=0.75, schema_valid=False)),
+    ("wrong tool", [call("seo", url="https://shop.io")],
+     dict(name_match=False, exact=False, arg_precision=0.0, arg_recall=0.0)),
+    ("wrong call count", [call("mine", url="https://shop.io", limit=5), call("seo", url="x")],
+     dict(call_count_match=False, name_match=False, exact=False, arg_precision=2 / 3, arg_recall=1.0)),
+    ("hallucinated tool", [call("scrape", url="https://shop.io")],
+     dict(hallucinated=True, schema_valid=False, name_match=False)),
+])
+def test_single_call_cases(label, pred, expect):
+    got = score_calls(pred, REF, TOOLS)
+    for key, value in expect.items():
+        assert getattr(got, key) == pytest.approx(value), (label, key)
+
+
+def test_parallel_calls_match_in_any_order():
+    ref = [call("mine", url="a.com"), call("seo", url="b.com")]
+    got = score_calls([call("seo", url="B.com"), call("mine", url="a.com")], ref, TOOLS)
+    assert got.category == "parallel" and got.bfcl and not got.exact and got.arg_f1 == 1.0
+    assert score_calls([call("seo", url="b.com"), call("mine", url="a.com")], ref, TOOLS).exact
+    half = score_calls([call("seo", url="c.com"), call("mine", url="a.com")], ref, TOOLS)
+    assert not half.exact and half.name_match and half.arg_precision == pytest.approx(0.75)
+
+
+def test_call_when_none_expected_and_irrelevance():
+    got = score_calls([call("seo", url="x")], [], TOOLS)
+    assert got.category == "no_call" and got.irrelevance_correct is False and not got.exact
+    ok = score_calls([], [], TOOLS)
+    assert ok.irrelevance_correct is True and ok.exact and ok.arg_f1 == 1.0
+
+
+def test_unparsed_generation_scores_nothing():
+    got = score_calls([], REF, TOOLS, parsed=False)
+    assert not (got.parsed or got.name_match or got.exact or got.schema_valid) and got.arg_f1 == 0.0
+
+
+def test_aggregate_hand_computed():
+    scores = [score_calls([call("mine", url="https://Shop.io", limit=5)], REF, TOOLS),   # exact
+              score_calls([call("seo", url="x")], REF, TOOLS),                          # wrong tool
+              score_calls([], [], TOOLS),                                               # right abstention
+              score_calls([call("seo", url="x")], [], TOOLS)]                           # call when none expected
+    agg = aggregate(scores)
+    assert agg["n"] == 4 and agg["tool_name_accuracy"] == 0.5 and agg["tool_args_exact_match"] == 0.5
+    assert agg["irrelevance_accuracy"] == 0.5 and agg["hallucinated_tool_rate"] == 0.0
+    assert agg["by_category"]["multiple"] == {"n": 2, "tool_name_accuracy": 0.5, "tool_args_exact_match": 0.5,
+                                              "tool_args_bfcl_match": 0.5}
+    assert agg["confusion"] == {"mine -> seo": 1}
+
+
+def test_args_equal_keeps_bool_and_number_apart():
+    schema = {"type": "object", "properties": {"flag": {"type": "boolean"}, "n": {"type": "number"}}}
+    assert not args_equal({"flag": 1}, {"flag": True}, schema)
+    assert args_equal({"n": 2}, {"n": 2.0}, schema)
+
+
+def test_score_outputs_made_elsewhere_equals_in_process_scoring(tmp_path, tiny_model):
+    """`dsft eval score` on the generations of a model gives the numbers `dsft eval` gives."""
+    import json
+
+    from conftest import run_dsft
+    from dsft.eval.tooluse import cases, evaluate, load_for_eval
+    from dsft.train.trainer import load_conversations
+
+    run_dsft("data", "generate", "-n", "12", "--seed", "9", "--out", tmp_path / "ref.jsonl", check=0)
+    convs, _ = load_conversations([str(tmp_path / "ref.jsonl")])
+    net, tok = load_for_eval(str(tiny_model))
+    scores = evaluate(net, tok, convs, max_new_tokens=24)
+    (tmp_path / "pred.jsonl").write_text("\n".join(json.dumps({"text": d["generated"]}) for d in scores.details))
+    out = json.loads(run_dsft("eval", "score", tmp_path / "pred.jsonl", tmp_path / "ref.jsonl", "--json",
+                              check=0).stdout)
+    assert out == json.loads(json.dumps(scores.summary()))
+    # OpenAI-format predictions: the references' own turns score perfectly
+    msgs = []
+    for case in cases(convs):
+        calls = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
+                 for c in case.reference]
+        msgs.append({"role": "assistant", "content": case.reference_text, "tool_calls": calls or None})
+    (tmp_path / "oracle.jsonl").write_text("\n".join(json.dumps(m) for m in msgs))
+    oracle = json.loads(run_dsft("eval", "score", tmp_path / "oracle.jsonl", tmp_path / "ref.jsonl", "--json",
+                                 check=0).stdout)
+    assert oracle["tool_args_exact_match"] == 1.0 and oracle["parse_rate"] == 1.0
+    (tmp_path / "short.jsonl").write_text("\n".join(json.dumps(m) for m in msgs[:-1]))
+    proc = run_dsft("eval", "score", tmp_path / "short.jsonl", tmp_path / "ref.jsonl", check=2)
+    assert "11 predictions for 12 reference examples" in proc.stderr
