@@ -30,6 +30,7 @@ bench: setup
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/data_prepare.py
 	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/eval_throughput.py
 
 clean:
 	rm -rf .dsft benchmarks/out

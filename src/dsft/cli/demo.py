@@ -57,12 +57,9 @@ def demo(n: int = typer.Option(1200, "-n", help="Generated tool-use examples."),
 def _train_and_compare(work: Path, dataset: Path, seed: int, epochs: float | None, eval_limit: int) -> None:
     import shutil
 
-    from rich.table import Table
-
-    from dsft.eval.tooluse import evaluate, load_for_eval
     from dsft.model.tiny import TinySpec, build
     from dsft.train.config import load
-    from dsft.train.trainer import load_conversations, train
+    from dsft.train.trainer import train
 
     console.rule("[bold]3. train the tiny DeepSeek-V3 model")
     model_dir = dsft_home() / "models" / "tiny-deepseek_v3"
@@ -85,19 +82,13 @@ def _train_and_compare(work: Path, dataset: Path, seed: int, epochs: float | Non
         if s % 500 == 0 or s == n else None)
     console.print(f"trained in {result.seconds:.0f}s: {result.tokens_per_s:.0f} tokens/s, "
                   f"pad fraction {result.pad_fraction:.2%}, eval loss {result.eval_loss:.3f} -> {_short(run_dir)}")
-    console.rule("[bold]4. held-out tool use: base vs trained (greedy, shared renderer + parser)")
-    held_out, _ = load_conversations([str(dataset / "validation.jsonl")])
-    rows = {}
-    for label, path in (("base", model_dir), ("trained", run_dir)):
-        net, tokenizer = load_for_eval(str(path))
-        rows[label] = evaluate(net, tokenizer, held_out, limit=eval_limit).summary()
-    table = Table()
-    for col in ("metric", "base", "trained"):
-        table.add_column(col)
-    for key in ("n", "parse_rate", "tool_name_accuracy", "tool_args_exact_match"):
-        fmt = (lambda v: str(v)) if key == "n" else (lambda v: f"{v:.1%}")
-        table.add_row(key, fmt(rows["base"][key]), fmt(rows["trained"][key]))
-    console.print(table)
+    console.rule("[bold]4. held-out tool use: base vs trained (dsft eval compare: greedy, shared renderer + parser)")
+    from dsft.cli.evaluate import print_comparison
+    from dsft.eval.compare import run_compare
+
+    result = run_compare(str(model_dir), str(run_dir), [str(dataset / "validation.jsonl")], limit=eval_limit,
+                         labels=("base", "trained"))
+    print_comparison(result, ("base", "trained"), show=2, console=console)
 
 
 def _short(path: Path) -> Path:

@@ -59,3 +59,46 @@ def score(predictions: Path = typer.Argument(..., help="JSONL: one assistant mes
     from dsft.eval.score import score_file
 
     _print(score_file(predictions, references), as_json)
+
+
+@app.command("compare")
+def compare_cmd(a: str = typer.Argument(..., help="Model A (e.g. the base or the champion)."),
+                b: str = typer.Argument(..., help="Model B (e.g. the new run)."),
+                data: list[str] = typer.Option(..., "--data", help="Evaluation data, any layout."),
+                limit: Optional[int] = typer.Option(None, "--limit"),
+                max_new_tokens: int = typer.Option(96, "--max-new-tokens"),
+                show: int = typer.Option(3, "--show", help="Regressed/improved examples to print."),
+                as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """Both models on the same examples: metrics, deltas, paired bootstrap intervals, regressions."""
+    from dsft.eval.compare import run_compare
+
+    result = run_compare(a, b, data, limit=limit, max_new_tokens=max_new_tokens)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+    else:
+        print_comparison(result, ("A", "B"), show)
+
+
+def print_comparison(result, labels: tuple[str, str], show: int = 3, console: Console | None = None) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table()
+    for col in ("metric", labels[0], labels[1], "delta", "95% CI of delta"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+
+    def fmt(v):
+        return "n/a" if v is None else f"{v:.3f}"
+
+    for key, row in result.metrics.items():
+        ci = row.get("ci95")
+        table.add_row(key, fmt(row[labels[0]]), fmt(row[labels[1]]),
+                      "n/a" if row["delta"] is None else f"{row['delta']:+.3f}",
+                      f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
+    console.print(table)
+    console.print(f"{len(result.improved)} examples improved, {len(result.regressed)} regressed "
+                  f"(exact arguments, {labels[0]} -> {labels[1]})")
+    for entry in result.regressed[:show]:
+        console.print(f"[red]regressed[/] #{entry['example']}: {escape(labels[0])}: {escape(entry[labels[0]][:160])!r}\n"
+                      f"  {escape(labels[1])}: {escape(entry[labels[1]][:160])!r}", highlight=False)
