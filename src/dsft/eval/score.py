@@ -16,18 +16,18 @@ from dsft.chat.parse import parse_assistant
 from dsft.data.conversation import ToolCall
 from dsft.data.layouts import parse_arguments
 from dsft.errors import UserError
-from dsft.eval.tool_metrics import aggregate, score_calls
-from dsft.eval.tooluse import cases
+from dsft.eval.tool_metrics import score_calls
+from dsft.eval.tooluse import Scores, cases
 
 
-def prediction_calls(row: dict[str, Any]) -> tuple[list[ToolCall], bool]:
-    """(calls, parsed) from one prediction line."""
+def prediction_calls(row: dict[str, Any]) -> tuple[list[ToolCall], bool, str | None]:
+    """(calls, parsed, content) from one prediction line."""
     if "choices" in row:
         row = (row["choices"] or [{}])[0].get("message", {})
     row = row.get("message", row)
     if "text" in row and "tool_calls" not in row:
         parsed = parse_assistant(row["text"] or "")
-        return parsed.tool_calls, parsed.ok
+        return parsed.tool_calls, parsed.ok, parsed.content
     calls, ok = [], True
     for k, c in enumerate(row.get("tool_calls") or ()):
         fn = c.get("function", c) if isinstance(c, dict) else {}
@@ -37,7 +37,8 @@ def prediction_calls(row: dict[str, Any]) -> tuple[list[ToolCall], bool]:
             ok = False
             continue
         calls.append(ToolCall(id=str(c.get("id") or k), name=fn["name"], arguments=args))
-    return calls, ok
+    content = row.get("content")
+    return calls, ok, content if isinstance(content, str) else None
 
 
 def score_file(predictions: Path, references: list[str]) -> dict[str, Any]:
@@ -61,8 +62,11 @@ def score_file(predictions: Path, references: list[str]) -> dict[str, Any]:
     elif len(rows) != len(refs):
         raise UserError(f"{len(rows)} predictions for {len(refs)} reference examples",
                         "give one prediction per reference, in order, or an `id` on each")
-    results = []
+    scores = Scores()
     for row, case in zip(rows, refs):
-        calls, ok = prediction_calls(row)
-        results.append(score_calls(calls, case.reference, case.prompt.tools or [], parsed=ok))
-    return aggregate(results)
+        calls, ok, content = prediction_calls(row)
+        scores.examples.append(score_calls(calls, case.reference, case.prompt.tools or [], parsed=ok))
+        if not case.reference:
+            label = case.prompt.metadata.get("label")
+            scores.text.append((content, case.reference_text, None if label is None else str(label)))
+    return scores.summary()

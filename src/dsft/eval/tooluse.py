@@ -33,9 +33,16 @@ class Case:
 class Scores:
     examples: list[ExampleScore] = field(default_factory=list)
     details: list[dict] = field(default_factory=list)
+    text: list[tuple[str | None, str | None, str | None]] = field(default_factory=list)  # (pred, ref, label)
+    extra: dict = field(default_factory=dict)  # e.g. perplexity, computed from the loss
 
     def summary(self) -> dict:
-        return aggregate(self.examples)
+        from dsft.eval.text_metrics import text_scores
+
+        out = {**aggregate(self.examples), **self.extra}
+        out["text"] = text_scores([p for p, _, _ in self.text], [r for _, r, _ in self.text],
+                                  [label for _, _, label in self.text])
+        return out
 
 
 def cases(convs: list[Conversation]) -> list[Case]:
@@ -54,6 +61,9 @@ def score_one(generated: str, case: Case, scores: Scores) -> None:
     parsed = parse_assistant(generated)
     result = score_calls(parsed.tool_calls, case.reference, case.prompt.tools or [], parsed=parsed.ok)
     scores.examples.append(result)
+    if not case.reference:  # a text reply: scored as text too
+        label = case.prompt.metadata.get("label")
+        scores.text.append((parsed.content, case.reference_text, None if label is None else str(label)))
     scores.details.append({"generated": generated, "parsed": parsed.ok, "name_ok": result.name_match,
                            "exact": result.exact})
 
@@ -87,7 +97,21 @@ def evaluate(model, tokenizer, convs: list[Conversation], max_new_tokens: int = 
     scores = Scores()
     for text, case in zip(generate(model, tokenizer, prompts, max_new_tokens, batch_size), chosen):
         score_one(text, case, scores)
+    scores.extra["perplexity"] = perplexity(model, tokenizer, convs[:limit] if limit else convs, batch_size)
     return scores
+
+
+def perplexity(model, tokenizer, convs: list[Conversation], batch_size: int = 8,
+               max_length: int = 2048) -> float | None:
+    """exp(mean negative log-likelihood per supervised token): assistant tokens with weight 1 only."""
+    import math
+
+    from dsft.train.batching import tokenize
+    from dsft.train.trainer import eval_loss
+
+    examples, _ = tokenize(convs, tokenizer, max_length)
+    loss = eval_loss(model, examples, tokenizer.pad_token_id, batch_size)
+    return None if loss is None else math.exp(loss)
 
 
 def load_for_eval(path: str):
