@@ -21,7 +21,7 @@ def scores(pattern: str) -> Scores:
     for k, ch in enumerate(pattern):
         pred = REF if ch == "1" else [ToolCall(id="p", name="seo", arguments={"url": "wrong"})]
         s.examples.append(score_calls(pred, REF, [SEO]))
-        s.details.append({"generated": f"gen-{ch}-{k}"})
+        s.details.append({"generated": f"gen-{ch}-{k}", "content": ""})
     return s
 
 

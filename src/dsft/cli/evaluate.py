@@ -31,6 +31,9 @@ def evaluate(ctx: typer.Context,
              max_new_tokens: int = typer.Option(96, "--max-new-tokens"),
              batch_size: int = typer.Option(8, "--batch-size", help="Prompts generated together."),
              seed: int = typer.Option(0, "--seed"),
+             reference_data: Optional[list[str]] = typer.Option(
+                 None, "--reference-data", help="General data: perplexity before (base) and after (forgetting)."),
+             report: Optional[Path] = typer.Option(None, "--report", help="Write report.json, report.md and a chart here."),
              as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
     """Generate the next assistant turn of each example (greedy, shared renderer) and score it."""
     if ctx.invoked_subcommand:
@@ -46,8 +49,34 @@ def evaluate(ctx: typer.Context,
     torch.manual_seed(seed)
     convs, _ = load_conversations(data)
     net, tokenizer = load_for_eval(model)
-    _print(run(net, tokenizer, convs, max_new_tokens=max_new_tokens, limit=limit, batch_size=batch_size).summary(),
-           as_json)
+    summary = run(net, tokenizer, convs, max_new_tokens=max_new_tokens, limit=limit, batch_size=batch_size).summary()
+    from dsft.eval.diagnostics import fit_verdict
+
+    verdict = fit_verdict(Path(model))
+    if verdict is not None:
+        summary["diagnostics"]["fit"] = verdict
+    if reference_data:
+        summary["forgetting"] = _forgetting(model, net, tokenizer, reference_data, batch_size)
+    if report is not None:
+        from dsft.eval.report import update_model_card, write_report
+
+        write_report(report, summary, model)
+        update_model_card(Path(model), summary, data)
+    _print(summary, as_json)
+
+
+def _forgetting(model: str, net, tokenizer, reference_data: list[str], batch_size: int) -> dict:
+    """Perplexity on general data under the base model and under this one (the guide's catastrophic
+    forgetting row): a rise means the finetune cost general ability."""
+    from dsft.eval.tooluse import base_of, load_for_eval, perplexity
+    from dsft.train.trainer import load_conversations
+
+    convs, _ = load_conversations(reference_data)
+    after = perplexity(net, tokenizer, convs, batch_size)
+    base = base_of(model)
+    before = perplexity(*load_for_eval(base), convs, batch_size) if base else None
+    change = None if before is None or after is None else after / before - 1
+    return {"base": base, "perplexity_before": before, "perplexity_after": after, "relative_change": change}
 
 
 @app.command()

@@ -34,6 +34,7 @@ class Scores:
     examples: list[ExampleScore] = field(default_factory=list)
     details: list[dict] = field(default_factory=list)
     text: list[tuple[str | None, str | None, str | None]] = field(default_factory=list)  # (pred, ref, label)
+    code: list[bool] = field(default_factory=list)  # examples with metadata.tests: did the reply pass?
     extra: dict = field(default_factory=dict)  # e.g. perplexity, computed from the loss
 
     def summary(self) -> dict:
@@ -42,6 +43,13 @@ class Scores:
         out = {**aggregate(self.examples), **self.extra}
         out["text"] = text_scores([p for p, _, _ in self.text], [r for _, r, _ in self.text],
                                   [label for _, _, label in self.text])
+        if self.code:
+            from dsft.eval.code_exec import pass_at_k
+
+            out["code"] = {"n": len(self.code), "pass@1": sum(pass_at_k(1, int(ok), 1) for ok in self.code) / len(self.code)}
+        from dsft.eval.diagnostics import repetition
+
+        out["diagnostics"] = {"repetition": repetition([d["generated"] for d in self.details])}
         return out
 
 
@@ -61,10 +69,16 @@ def score_one(generated: str, case: Case, scores: Scores) -> None:
     parsed = parse_assistant(generated)
     result = score_calls(parsed.tool_calls, case.reference, case.prompt.tools or [], parsed=parsed.ok)
     scores.examples.append(result)
+    tests = case.prompt.metadata.get("tests")
+    if isinstance(tests, str) and tests.strip():
+        from dsft.eval.code_exec import extract_code, passes
+
+        scores.code.append(passes(extract_code(parsed.content or ""), tests))
     if not case.reference:  # a text reply: scored as text too
         label = case.prompt.metadata.get("label")
         scores.text.append((parsed.content, case.reference_text, None if label is None else str(label)))
-    scores.details.append({"generated": generated, "parsed": parsed.ok, "name_ok": result.name_match,
+    scores.details.append({"generated": generated, "content": parsed.content or "", "parsed": parsed.ok,
+                           "name_ok": result.name_match,
                            "exact": result.exact})
 
 
@@ -112,6 +126,19 @@ def perplexity(model, tokenizer, convs: list[Conversation], batch_size: int = 8,
     examples, _ = tokenize(convs, tokenizer, max_length)
     loss = eval_loss(model, examples, tokenizer.pad_token_id, batch_size)
     return None if loss is None else math.exp(loss)
+
+
+def base_of(path: str) -> str | None:
+    """The base model of a run folder (adapter or full finetune), None for a plain model folder."""
+    folder = Path(path)
+    adapter = folder / "adapter_config.json"
+    if adapter.is_file():
+        return json.loads(adapter.read_text())["base_model_name_or_path"]
+    if (folder / "config.yaml").is_file():
+        import yaml
+
+        return (yaml.safe_load((folder / "config.yaml").read_text()) or {}).get("model", {}).get("name_or_path")
+    return None
 
 
 def load_for_eval(path: str):
