@@ -338,3 +338,33 @@ def test_gradient_checkpointing_gives_the_same_loss(tmp_path, tiny_model, method
         train(cfg)
         losses.append([json.loads(x)["loss"] for x in (tmp_path / f"run{on}" / "metrics.jsonl").read_text().splitlines()])
     assert losses[1] == pytest.approx(losses[0], abs=1e-4)
+
+
+def test_early_stopping_rule():
+    from dsft.train.trainer import EarlyStopping
+
+    loss = EarlyStopping("eval_loss", patience=2)
+    for step, value in enumerate([3.0, 2.0, 2.5, 2.1], 1):
+        loss.see(step, {"eval_loss": value})
+    assert loss.stop and loss.report() == {"metric": "eval_loss", "best": 2.0, "best_step": 2, "stopped_early": True}
+    acc = EarlyStopping("eval_tool_args_exact_match", patience=1)
+    acc.see(1, {"eval_tool_args_exact_match": 0.2})
+    acc.see(2, {"eval_tool_args_exact_match": 0.5})
+    assert not acc.stop and acc.best == 0.5
+    assert EarlyStopping(None, 1).report() is None
+
+
+def test_tool_accuracy_during_training_and_early_stop(tmp_path, tiny_model):
+    from dsft.train.trainer import train
+
+    run_dsft("data", "generate", "-n", "40", "--seed", "13", "--out", tmp_path / "d.jsonl", check=0)
+    cfg = cfgmod.load(None, {"model.name_or_path": str(tiny_model), "data.train": [str(tmp_path / "d.jsonl")],
+                             "data.val_ratio": 0.25, "output.dir": str(tmp_path / "run"), "training.epochs": 3,
+                             "training.learning_rate": 1e-5, "training.log_every": 1, "training.eval_every": 1,
+                             "training.eval_tool_sample": 4, "training.early_stopping_metric": "eval_tool_args_exact_match",
+                             "training.early_stopping_patience": 1})
+    result = train(cfg)
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert "eval_tool_args_exact_match" in lines[0] and "eval_tool_name_accuracy" in lines[0]
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["early_stopping"]["stopped_early"] and result.steps == 2 < 12

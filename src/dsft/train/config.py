@@ -69,6 +69,11 @@ class TrainingConfig(_Strict):
     log_every: int = Field(10, gt=0, description="Steps between metrics.jsonl lines.")
     eval_every: int | None = Field(50, gt=0, description="Steps between eval losses on the validation split.")
     save_every: int | None = Field(None, gt=0, description="Steps between checkpoints (for --resume); none = off.")
+    eval_tool_sample: int = Field(32, ge=0, description="Validation examples with tool calls generated at each eval "
+                                                       "for tool-name/argument accuracy (0 = off).")
+    early_stopping_metric: Literal["eval_loss", "eval_tool_name_accuracy", "eval_tool_args_exact_match"] | None = Field(None, description="eval_loss, eval_tool_name_accuracy or "
+                                                               "eval_tool_args_exact_match; none = off.")
+    early_stopping_patience: int = Field(3, gt=0, description="Evaluations without improvement before stopping.")
     report_to: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list,
                                                               description="Metric sinks besides metrics.jsonl.")
     threads: int | None = Field(None, description="CPU threads for torch (default: all cores).")

@@ -44,7 +44,16 @@ def _plot(lines: list[dict], path: Path) -> None:
         ax.plot([x["step"] for x in evals], [x["eval_loss"] for x in evals], marker="o", label="eval loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats per supervised token)")
-    ax.legend()
+    tools = [x for x in lines if x.get("eval_tool_args_exact_match") is not None]
+    if tools:
+        acc = ax.twinx()
+        acc.plot([x["step"] for x in tools], [x["eval_tool_name_accuracy"] for x in tools], "g--", label="tool names")
+        acc.plot([x["step"] for x in tools], [x["eval_tool_args_exact_match"] for x in tools], "m--",
+                 label="exact arguments")
+        acc.set_ylim(0, 1)
+        acc.set_ylabel("held-out accuracy")
+        acc.legend(loc="center right")
+    ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

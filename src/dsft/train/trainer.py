@@ -77,6 +77,55 @@ def load_model(cfg: TrainConfig):
     return model, tokenizer
 
 
+def _tool_eval(model, tokenizer, sample: list[Conversation], batch_size: int) -> dict[str, float]:
+    """Tool-name and exact-argument accuracy on a fixed validation sample (greedy, shared renderer)."""
+    if not sample:
+        return {}
+    from dsft.eval.tooluse import evaluate
+
+    summary = evaluate(model, tokenizer, sample, max_new_tokens=96, batch_size=batch_size).summary()
+    model.train()
+    return {"eval_tool_name_accuracy": summary["tool_name_accuracy"],
+            "eval_tool_args_exact_match": summary["tool_args_exact_match"]}
+
+
+class EarlyStopping:
+    """Stop after `patience` evaluations without improving `metric` (losses fall, accuracies rise)."""
+
+    def __init__(self, metric: str | None, patience: int):
+        self.metric, self.patience = metric, patience
+        self.best: float | None = None
+        self.best_step = 0
+        self.bad = 0
+        self.stop = False
+
+    def see(self, step: int, line: dict) -> None:
+        if self.metric is None or line.get(self.metric) is None:
+            return
+        value = line[self.metric]
+        better = self.best is None or (value < self.best if self.metric.endswith("loss") else value > self.best)
+        if better:
+            self.best, self.best_step, self.bad = value, step, 0
+        else:
+            self.bad += 1
+            self.stop = self.bad >= self.patience
+
+    def report(self) -> dict | None:
+        if self.metric is None:
+            return None
+        return {"metric": self.metric, "best": self.best, "best_step": self.best_step, "stopped_early": self.stop}
+
+
+def _broadcast_stop(acc, stop: bool) -> bool:
+    """Rank 0 decides (it evaluates); every rank must leave the loop at the same step."""
+    if acc.num_processes == 1:
+        return stop
+    flag = torch.tensor([1.0 if stop else 0.0], device=acc.device)
+    from accelerate.utils import broadcast
+
+    return bool(broadcast(flag, from_process=0).item())
+
+
 def _total(acc, value: float | int) -> float:
     """Sum of a per-rank number over all ranks (the number itself with one process)."""
     if acc.num_processes == 1:
@@ -136,6 +185,7 @@ class Plan:
 
     examples: list[Example]
     validation: list[Example]
+    validation_convs: list[Conversation]
     micro: list[list[int]]
     phase_of_batch: list[str]
     skipped: list[str]
@@ -147,11 +197,12 @@ def plan(cfg: TrainConfig, tokenizer) -> Plan:
 
     t = cfg.training
     phases = cfg.data.curriculum or [Phase(name="all", train=cfg.data.train, epochs=t.epochs)]
-    examples, validation, micro, names, skipped, counts = [], [], [], [], [], {}
+    examples, micro, names, skipped, counts = [], [], [], [], {}
+    held_out: list[Conversation] = []
     for phase in phases:
         convs, held, counts[phase.name] = _split(phase.train, cfg)
         ex, bad = tokenize(convs, tokenizer, cfg.data.max_length)
-        validation += tokenize(held, tokenizer, cfg.data.max_length)[0]
+        held_out += held
         skipped += bad
         offset, lengths = len(examples), [len(e.ids) for e in ex]
         examples += ex
@@ -161,8 +212,9 @@ def plan(cfg: TrainConfig, tokenizer) -> Plan:
         micro += batches
         names += [phase.name] * len(batches)
     if cfg.data.validation:
-        validation = tokenize(load_conversations(cfg.data.validation)[0], tokenizer, cfg.data.max_length)[0]
-    return Plan(examples, validation, micro, names, skipped, counts)
+        held_out = load_conversations(cfg.data.validation)[0]
+    validation = tokenize(held_out, tokenizer, cfg.data.max_length)[0]
+    return Plan(examples, validation, held_out, micro, names, skipped, counts)
 
 
 def train(cfg: TrainConfig, progress=None, resume: bool = False) -> RunResult:
@@ -229,6 +281,8 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False) -> RunResult:
 
     sinks = open_sinks(t.report_to, out, _flatten(cfg.model_dump(mode="json"))) if main else []
     metrics = open(out / "metrics.jsonl", "a", encoding="utf-8") if main else None
+    tool_sample = [c for c in p.validation_convs if c.calls()][: t.eval_tool_sample]
+    stopper = EarlyStopping(t.early_stopping_metric, t.early_stopping_patience)
     started, tokens, pads, last_loss = time.perf_counter(), 0, 0, float("nan")
     window_loss, window_n = 0.0, 0
     while step < total_steps:
@@ -264,12 +318,16 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False) -> RunResult:
             window_loss, window_n = 0.0, 0
             if t.eval_every and (step % t.eval_every == 0 or step == total_steps):
                 line["eval_loss"] = eval_loss(bare, val_ex, tokenizer.pad_token_id, t.batch_size)
+                line.update(_tool_eval(bare, tokenizer, tool_sample, t.batch_size))
+                stopper.see(step, line)
             metrics.write(json.dumps(line) + "\n")
             metrics.flush()
             for sink in sinks:
                 sink.log(step, {k: v for k, v in line.items() if isinstance(v, float | int) and k != "step"})
             if progress:
                 progress(step, total_steps, line)
+        if _broadcast_stop(acc, stopper.stop):
+            break
         if main and t.save_every and step % t.save_every == 0 and step < total_steps:
             checkpoint.save(out, step, bare, optimizer, scheduler)
     tokens, pads = int(_total(acc, tokens)), int(_total(acc, pads))
@@ -287,7 +345,7 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False) -> RunResult:
         "steps": step, "train_loss": last_loss, "eval_loss": final_eval, "tokens": tokens,
         "pad_fraction": result.pad_fraction, "seconds": round(seconds, 1), "tokens_per_s": round(result.tokens_per_s, 1),
         "data": counts, "skipped": skipped, "train_examples": len(train_ex), "validation_examples": len(val_ex),
-        "resumed": resume, "processes": world}, indent=2), encoding="utf-8")
+        "resumed": resume, "processes": world, "early_stopping": stopper.report()}, indent=2), encoding="utf-8")
     from dsft.train.report import write_run_report
 
     write_run_report(out, cfg, result)
