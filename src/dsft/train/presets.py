@@ -33,7 +33,7 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 TINY: dict[str, Any] = {"method": "full", "training.learning_rate": 2e-3, "training.epochs": 20,
                         "training.batch_size": 8, "training.warmup_ratio": 0.03, "training.weight_decay": 0.0,
-                        "data.max_length": 512}
+                        "training.eval_every": 500, "data.max_length": 512}
 
 
 def is_tiny(name_or_path: str) -> bool:
