@@ -26,6 +26,7 @@ def _print(summary: dict, as_json: bool) -> None:
 @app.callback()
 def evaluate(ctx: typer.Context,
              model: Optional[str] = typer.Option(None, "--model", help="Run folder or model folder."),
+             endpoint: Optional[str] = typer.Option(None, "--endpoint", help="OpenAI-compatible server URL instead of --model."),
              data: Optional[list[str]] = typer.Option(None, "--data", help="Evaluation data, any layout."),
              limit: Optional[int] = typer.Option(None, "--limit"),
              max_new_tokens: int = typer.Option(96, "--max-new-tokens"),
@@ -38,8 +39,16 @@ def evaluate(ctx: typer.Context,
     """Generate the next assistant turn of each example (greedy, shared renderer) and score it."""
     if ctx.invoked_subcommand:
         return
-    if not model or not data:
-        raise UserError("dsft eval needs --model and --data", "e.g. dsft eval --model RUN --data held_out.jsonl")
+    if not (model or endpoint) or not data:
+        raise UserError("dsft eval needs --model (or --endpoint) and --data",
+                        "e.g. dsft eval --model RUN --data held_out.jsonl")
+    if endpoint:
+        from dsft.eval.endpoint import evaluate_endpoint
+        from dsft.train.trainer import load_conversations
+
+        scored = evaluate_endpoint(endpoint, load_conversations(data)[0], max_new_tokens=max_new_tokens, limit=limit)
+        _print(scored.summary(), as_json)
+        return
     import torch
 
     from dsft.eval.tooluse import evaluate as run

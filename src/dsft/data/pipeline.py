@@ -231,9 +231,14 @@ class Scanner:
         return out
 
 
-def to_conversation(record: dict, options: Options | None = None) -> Conversation:
-    """One record in any layout -> Conversation, or ValueError listing its errors (for code, not files)."""
+def to_conversation(record: dict, options: Options | None = None, prompt: bool = False) -> Conversation:
+    """One record in any layout -> Conversation, or ValueError listing its errors (for code, not files).
+
+    `prompt=True` accepts a conversation to be continued (a request to a model): no assistant turn
+    to learn from is expected then."""
     row = Scanner(options or Options()).judge(sources.Record("<record>", 1, "", record))
-    if row.rejected or row.conv is None:
-        raise ValueError("; ".join(f"[{f.code}] {f.message}" for f in row.findings if f.severity == "error"))
+    allowed = {"no_assistant_turn"} if prompt else set()
+    errors = [f for f in row.findings if f.severity == "error" and f.code not in allowed]
+    if errors or row.conv is None:
+        raise ValueError("; ".join(f"[{f.code}] {f.message}" for f in errors) or "not a conversation")
     return row.conv

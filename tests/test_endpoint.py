@@ -1,0 +1,61 @@
+"""`dsft eval --endpoint` against a small OpenAI-compatible test server wrapping the tiny model
+(until issue 6's server exists): the same numbers as in-process evaluation."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+
+import pytest
+
+from conftest import run_dsft
+
+
+@pytest.fixture
+def server(tiny_model):
+    from dsft.chat.parse import parse_assistant
+    from dsft.chat.render import render_prompt
+    from dsft.data.pipeline import to_conversation
+    from dsft.eval.tooluse import generate, load_for_eval
+
+    model, tok = load_for_eval(str(tiny_model))
+    lock = threading.Lock()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            conv = to_conversation({"messages": body["messages"], "tools": body.get("tools")}, prompt=True)
+            with lock:
+                text = generate(model, tok, [render_prompt(conv, tok)], body["max_tokens"])[0]
+            parsed = parse_assistant(text)
+            message = {"role": "assistant", "content": parsed.content if parsed.ok else text}
+            if parsed.ok and parsed.tool_calls:
+                message["tool_calls"] = [{"id": c.id, "type": "function", "function": {
+                    "name": c.name, "arguments": json.dumps(c.arguments)}} for c in parsed.tool_calls]
+            out = json.dumps({"choices": [{"index": 0, "message": message}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_port}"
+    srv.shutdown()
+
+
+@pytest.mark.slow
+def test_endpoint_scores_like_in_process(tmp_path, tiny_model, server):
+    run_dsft("data", "generate", "-n", "8", "--seed", "14", "--out", tmp_path / "d.jsonl", check=0)
+    common = ["--data", tmp_path / "d.jsonl", "--max-new-tokens", "24", "--batch-size", "1", "--json"]
+    local = json.loads(run_dsft("eval", "--model", tiny_model, *common, check=0).stdout)
+    remote = json.loads(run_dsft("eval", "--endpoint", server, *common, check=0).stdout)
+    local.pop("perplexity")
+    for key in ("n", "parse_rate", "tool_name_accuracy", "tool_args_exact_match", "arg_f1", "by_category"):
+        assert remote[key] == local[key], key
+    proc = run_dsft("eval", "--endpoint", "http://127.0.0.1:9", "--data", tmp_path / "d.jsonl", check=2)
+    assert "endpoint" in proc.stderr and "fix:" in proc.stderr
