@@ -82,3 +82,17 @@ def test_code_examples_get_pass_at_1(tmp_path):
     out = json.loads(run_dsft("eval", "score", tmp_path / "preds.jsonl", tmp_path / "refs.jsonl", "--json",
                               check=0).stdout)
     assert out["code"] == {"n": 4, "pass@1": 0.75}
+
+
+def test_sampled_pass_at_k_runs_the_tests(tiny_model):
+    from dsft.data.conversation import Conversation
+    from dsft.eval.tooluse import evaluate, load_for_eval
+
+    conv = Conversation.model_validate({"messages": [{"role": "user", "content": "Write add"},
+                                                     {"role": "assistant", "content": "def add(a, b): return a + b"}],
+                                        "metadata": {"tests": "assert add(1, 2) == 3"}})
+    model, tok = load_for_eval(str(tiny_model))
+    out = evaluate(model, tok, [conv], max_new_tokens=8, samples=5).summary()
+    sampled = out["code_sampled"]
+    assert sampled["n"] == 1 and sampled["samples"] == 5 and set(sampled) >= {"pass@1", "pass@5"}
+    assert sampled["pass@1"] == 0.0 and out["code"] == {"n": 1, "pass@1": 0.0}  # a random model writes no add()

@@ -32,6 +32,8 @@ def evaluate(ctx: typer.Context,
              max_new_tokens: int = typer.Option(96, "--max-new-tokens"),
              batch_size: int = typer.Option(8, "--batch-size", help="Prompts generated together."),
              seed: int = typer.Option(0, "--seed"),
+             samples: int = typer.Option(1, "--samples", help="Samples per code example for pass@k (1 = greedy pass@1)."),
+             temperature: float = typer.Option(0.8, "--temperature", help="Sampling temperature for --samples."),
              reference_data: Optional[list[str]] = typer.Option(
                  None, "--reference-data", help="General data: perplexity before (base) and after (forgetting)."),
              report: Optional[Path] = typer.Option(None, "--report", help="Write report.json, report.md and a chart here."),
@@ -58,7 +60,8 @@ def evaluate(ctx: typer.Context,
     torch.manual_seed(seed)
     convs, _ = load_conversations(data)
     net, tokenizer = load_for_eval(model)
-    summary = run(net, tokenizer, convs, max_new_tokens=max_new_tokens, limit=limit, batch_size=batch_size).summary()
+    summary = run(net, tokenizer, convs, max_new_tokens=max_new_tokens, limit=limit, batch_size=batch_size,
+                  samples=samples, temperature=temperature).summary()
     from dsft.eval.diagnostics import fit_verdict
 
     verdict = fit_verdict(Path(model))

@@ -105,14 +105,42 @@ def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, ba
 
 
 def evaluate(model, tokenizer, convs: list[Conversation], max_new_tokens: int = 96, limit: int | None = None,
-             batch_size: int = 8) -> Scores:
+             batch_size: int = 8, samples: int = 1, temperature: float = 0.8) -> Scores:
+    """Greedy scoring of every example; with `samples` > 1, code examples (metadata.tests) are
+    also sampled `samples` times at `temperature` for pass@k (k = 1, 5, 10 up to `samples`)."""
     chosen = cases(convs)[:limit] if limit else cases(convs)
     prompts = [render_prompt(c.prompt, tokenizer) for c in chosen]
     scores = Scores()
     for text, case in zip(generate(model, tokenizer, prompts, max_new_tokens, batch_size), chosen):
         score_one(text, case, scores)
     scores.extra["perplexity"] = perplexity(model, tokenizer, convs[:limit] if limit else convs, batch_size)
+    coded = [(case, prompt) for case, prompt in zip(chosen, prompts) if case.prompt.metadata.get("tests")]
+    if samples > 1 and coded:
+        scores.extra["code_sampled"] = _pass_at_k(model, tokenizer, coded, max_new_tokens, samples, temperature)
     return scores
+
+
+@torch.no_grad()
+def _pass_at_k(model, tokenizer, coded, max_new_tokens: int, samples: int, temperature: float) -> dict:
+    from dsft.chat.parse import parse_assistant
+    from dsft.eval.code_exec import extract_code, pass_at_k, passes
+
+    model.eval()
+    ks = [k for k in (1, 5, 10) if k <= samples]
+    totals = {k: 0.0 for k in ks}
+    for case, prompt in coded:
+        ids = torch.tensor([prompt])
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
+                             temperature=temperature, num_return_sequences=samples, max_new_tokens=max_new_tokens,
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        texts = [tokenizer.decode([t for t in row[len(prompt):].tolist() if t != tokenizer.pad_token_id])
+                 for row in out]
+        correct = sum(passes(extract_code(parse_assistant(t).content or ""), case.prompt.metadata["tests"])
+                      for t in texts)
+        for k in ks:
+            totals[k] += pass_at_k(samples, correct, k)
+    return {"n": len(coded), "samples": samples, "temperature": temperature,
+            **{f"pass@{k}": totals[k] / len(coded) for k in ks}}
 
 
 def perplexity(model, tokenizer, convs: list[Conversation], batch_size: int = 8,
