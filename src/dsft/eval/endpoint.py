@@ -5,12 +5,12 @@ the returned message is scored as `dsft eval score` scores a prediction."""
 
 from __future__ import annotations
 
+import json
 import os
 
 from dsft.data.conversation import Conversation
 from dsft.errors import UserError
 from dsft.eval.score import prediction_calls
-from dsft.eval.tool_metrics import score_calls
 from dsft.eval.tooluse import Scores, cases
 
 
@@ -35,11 +35,5 @@ def evaluate_endpoint(url: str, convs: list[Conversation], model: str = "default
                 raise UserError(f"endpoint {url} failed: {type(e).__name__}: {e}",
                                 "check the URL, that the server is up, and DSFT_API_KEY") from None
             calls, ok, content = prediction_calls(message)
-            result = score_calls(calls, case.reference, case.prompt.tools or [], parsed=ok)
-            scores.examples.append(result)
-            scores.details.append({"generated": content or "", "content": content or "", "parsed": ok,
-                                   "name_ok": result.name_match, "exact": result.exact})
-            if not case.reference:
-                label = case.prompt.metadata.get("label")
-                scores.text.append((content, case.reference_text, None if label is None else str(label)))
+            scores.add(case, calls, ok, content, json.dumps(message, sort_keys=True))
     return scores

@@ -16,7 +16,6 @@ from dsft.chat.parse import parse_assistant
 from dsft.data.conversation import ToolCall
 from dsft.data.layouts import parse_arguments
 from dsft.errors import UserError
-from dsft.eval.tool_metrics import score_calls
 from dsft.eval.tooluse import Scores, cases
 
 
@@ -65,15 +64,6 @@ def score_file(predictions: Path, references: list[str]) -> dict[str, Any]:
     scores = Scores()
     for row, case in zip(rows, refs):
         calls, ok, content = prediction_calls(row)
-        scores.examples.append(score_calls(calls, case.reference, case.prompt.tools or [], parsed=ok))
         raw = row.get("text") if isinstance(row.get("text"), str) else json.dumps(row, sort_keys=True)
-        scores.details.append({"generated": raw, "content": content or ""})
-        tests = case.prompt.metadata.get("tests")
-        if isinstance(tests, str) and tests.strip():
-            from dsft.eval.code_exec import extract_code, passes
-
-            scores.code.append(passes(extract_code(content or ""), tests))
-        if not case.reference:
-            label = case.prompt.metadata.get("label")
-            scores.text.append((content, case.reference_text, None if label is None else str(label)))
+        scores.add(case, calls, ok, content, raw)
     return scores.summary()

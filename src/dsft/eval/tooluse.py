@@ -37,6 +37,21 @@ class Scores:
     code: list[bool] = field(default_factory=list)  # examples with metadata.tests: did the reply pass?
     extra: dict = field(default_factory=dict)  # e.g. perplexity, computed from the loss
 
+    def add(self, case: Case, calls: list[ToolCall], parsed: bool, content: str | None, generated: str) -> None:
+        """Score one prediction for `case` (however it was produced) and keep what the summary needs."""
+        result = score_calls(calls, case.reference, case.prompt.tools or [], parsed=parsed)
+        self.examples.append(result)
+        tests = case.prompt.metadata.get("tests")
+        if isinstance(tests, str) and tests.strip():
+            from dsft.eval.code_exec import extract_code, passes
+
+            self.code.append(passes(extract_code(content or ""), tests))
+        if not case.reference:  # a text reply: scored as text too
+            label = case.prompt.metadata.get("label")
+            self.text.append((content, case.reference_text, None if label is None else str(label)))
+        self.details.append({"generated": generated, "content": content or "", "parsed": parsed,
+                             "name_ok": result.name_match, "exact": result.exact})
+
     def summary(self) -> dict:
         from dsft.eval.text_metrics import text_scores
 
@@ -67,19 +82,7 @@ def cases(convs: list[Conversation]) -> list[Case]:
 
 def score_one(generated: str, case: Case, scores: Scores) -> None:
     parsed = parse_assistant(generated)
-    result = score_calls(parsed.tool_calls, case.reference, case.prompt.tools or [], parsed=parsed.ok)
-    scores.examples.append(result)
-    tests = case.prompt.metadata.get("tests")
-    if isinstance(tests, str) and tests.strip():
-        from dsft.eval.code_exec import extract_code, passes
-
-        scores.code.append(passes(extract_code(parsed.content or ""), tests))
-    if not case.reference:  # a text reply: scored as text too
-        label = case.prompt.metadata.get("label")
-        scores.text.append((parsed.content, case.reference_text, None if label is None else str(label)))
-    scores.details.append({"generated": generated, "content": parsed.content or "", "parsed": parsed.ok,
-                           "name_ok": result.name_match,
-                           "exact": result.exact})
+    scores.add(case, parsed.tool_calls, parsed.ok, parsed.content, generated)
 
 
 @torch.no_grad()
