@@ -285,59 +285,60 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False) -> RunResult:
     stopper = EarlyStopping(t.early_stopping_metric, t.early_stopping_patience)
     started, tokens, pads, last_loss = time.perf_counter(), 0, 0, float("nan")
     window_loss, window_n = 0.0, 0
-    while step < total_steps:
-        mine = [micro[k] for a in range(t.grad_accum)
-                if (k := step * per_step + a * world + rank) < len(micro)]
-        group = [collate([train_ex[i] for i in idx], tokenizer.pad_token_id) for idx in mine]
-        supervised = _total(acc, sum(int((b["labels"][:, 1:] != -100).sum()) for b, _ in group))
-        step_loss = 0.0
-        for batch, n_pad in group:
-            loss, _ = _loss_sum(model, {k: v.to(acc.device) for k, v in batch.items()})
-            acc.backward(loss * world / supervised)  # ranks' gradients are averaged: this makes them a sum
-            step_loss += loss.item()
-            tokens += int(batch["attention_mask"].sum())
-            pads += n_pad
-        step_loss = _total(acc, step_loss)
-        if not math.isfinite(step_loss):
-            if metrics:
-                metrics.close()
-            raise RuntimeError(f"loss became {step_loss} at step {step + 1}: stopped, nothing saved; "
-                               "lower the learning rate")
-        acc.clip_grad_norm_(params, t.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        window_loss, window_n = window_loss + step_loss, window_n + supervised
-        if main and (step % t.log_every == 0 or step == total_steps):
-            last_loss = window_loss / window_n
-            elapsed = time.perf_counter() - started
-            line = {"step": step, "phase": p.phase_of_batch[min(step * t.grad_accum, len(micro)) - 1],
-                    "loss": round(last_loss, 6),
-                    "lr": scheduler.get_last_lr()[0], "tokens_per_s": round(tokens * world / elapsed, 1)}
-            window_loss, window_n = 0.0, 0
-            if t.eval_every and (step % t.eval_every == 0 or step == total_steps):
-                line["eval_loss"] = eval_loss(bare, val_ex, tokenizer.pad_token_id, t.batch_size)
-                line.update(_tool_eval(bare, tokenizer, tool_sample, t.batch_size))
-                stopper.see(step, line)
-            metrics.write(json.dumps(line) + "\n")
-            metrics.flush()
-            for sink in sinks:
-                sink.log(step, {k: v for k, v in line.items() if isinstance(v, float | int) and k != "step"})
-            if progress:
-                progress(step, total_steps, line)
-        if _broadcast_stop(acc, stopper.stop):
-            break
-        if main and t.save_every and step % t.save_every == 0 and step < total_steps:
-            checkpoint.save(out, step, bare, optimizer, scheduler)
+    try:
+        while step < total_steps:
+            mine = [micro[k] for a in range(t.grad_accum)
+                    if (k := step * per_step + a * world + rank) < len(micro)]
+            group = [collate([train_ex[i] for i in idx], tokenizer.pad_token_id) for idx in mine]
+            supervised = _total(acc, sum(int((b["labels"][:, 1:] != -100).sum()) for b, _ in group))
+            step_loss = 0.0
+            for batch, n_pad in group:
+                loss, _ = _loss_sum(model, {k: v.to(acc.device) for k, v in batch.items()})
+                acc.backward(loss * world / supervised)  # ranks' gradients are averaged: this makes them a sum
+                step_loss += loss.item()
+                tokens += int(batch["attention_mask"].sum())
+                pads += n_pad
+            step_loss = _total(acc, step_loss)
+            if not math.isfinite(step_loss):
+                raise RuntimeError(f"loss became {step_loss} at step {step + 1}: stopped, nothing saved; "
+                                   "lower the learning rate")
+            acc.clip_grad_norm_(params, t.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            window_loss, window_n = window_loss + step_loss, window_n + supervised
+            if main and (step % t.log_every == 0 or step == total_steps):
+                last_loss = window_loss / window_n
+                elapsed = time.perf_counter() - started
+                line = {"step": step, "phase": p.phase_of_batch[min(step * t.grad_accum, len(micro)) - 1],
+                        "loss": round(last_loss, 6),
+                        "lr": scheduler.get_last_lr()[0], "tokens_per_s": round(tokens * world / elapsed, 1)}
+                window_loss, window_n = 0.0, 0
+                if t.eval_every and (step % t.eval_every == 0 or step == total_steps):
+                    line["eval_loss"] = eval_loss(bare, val_ex, tokenizer.pad_token_id, t.batch_size)
+                    line.update(_tool_eval(bare, tokenizer, tool_sample, t.batch_size))
+                    stopper.see(step, line)
+                metrics.write(json.dumps(line) + "\n")
+                metrics.flush()
+                for sink in sinks:
+                    sink.log(step, {k: v for k, v in line.items() if isinstance(v, float | int) and k != "step"})
+                if progress:
+                    progress(step, total_steps, line)
+            if _broadcast_stop(acc, stopper.stop):
+                break
+            if main and t.save_every and step % t.save_every == 0 and step < total_steps:
+                checkpoint.save(out, step, bare, optimizer, scheduler)
+    finally:  # an interrupted or failed run still leaves complete metrics and closed sinks
+        if metrics:
+            metrics.close()
+        for sink in sinks:
+            sink.close()
     tokens, pads = int(_total(acc, tokens)), int(_total(acc, pads))
     acc.wait_for_everyone()
     seconds = time.perf_counter() - started
     if not main:
         return RunResult(out, step, last_loss, None, tokens, pads / max(1, tokens + pads), seconds, is_main=False)
-    metrics.close()
-    for sink in sinks:
-        sink.close()
     final_eval = eval_loss(bare, val_ex, tokenizer.pad_token_id, t.batch_size)
     _save(bare, tokenizer, cfg, out)
     result = RunResult(out, step, last_loss, final_eval, tokens, pads / max(1, tokens + pads), seconds)
