@@ -368,3 +368,21 @@ def test_tool_accuracy_during_training_and_early_stop(tmp_path, tiny_model):
     assert "eval_tool_args_exact_match" in lines[0] and "eval_tool_name_accuracy" in lines[0]
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["early_stopping"]["stopped_early"] and result.steps == 2 < 12
+
+
+def test_pad_equal_to_eos_is_replaced_by_a_pad_token_from_the_vocabulary(tiny_tokenizer):
+    import copy
+
+    from dsft.train.trainer import ensure_distinct_pad
+
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok.pad_token = tok.eos_token  # as deepseek-coder ships it
+    ensure_distinct_pad(tok, "m")
+    assert tok.pad_token == "<｜▁pad▁｜>" and tok.pad_token_id != tok.eos_token_id
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    bare = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "</s>": 1}, unk_token="a")),
+                                   eos_token="</s>", pad_token="</s>")
+    with pytest.raises(UserError, match="no pad token distinct from EOS"):
+        ensure_distinct_pad(bare, "m")

@@ -71,10 +71,27 @@ def load_model(cfg: TrainConfig):
     from dsft.chat.template import training_template
 
     tokenizer.chat_template, _ = training_template(tokenizer, name)
-    if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        raise UserError(f"{name}: the tokenizer has no pad token distinct from EOS",
-                        "add one (tokenizer.add_special_tokens({'pad_token': ...})) so the model still learns to stop")
+    ensure_distinct_pad(tokenizer, name)
     return model, tokenizer
+
+
+def ensure_distinct_pad(tokenizer, name: str) -> None:
+    """A pad token that is not EOS, so padding never teaches the model to stop (or not to).
+
+    Many checkpoints set pad = EOS (deepseek-coder does). When the vocabulary already holds a
+    special pad token (DeepSeek's `<｜▁pad▁｜>`, `<pad>`, ...) it is used; adding a new token would
+    change the vocabulary under the base model, so that is left to the user, with this error."""
+    if tokenizer.pad_token_id is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
+        return
+    vocab = tokenizer.get_vocab()
+    special = set(tokenizer.all_special_tokens) | {t.content for t in tokenizer.added_tokens_decoder.values()}
+    for candidate in sorted(t for t in special if "pad" in t.lower() and t in vocab):
+        if vocab[candidate] != tokenizer.eos_token_id:
+            tokenizer.pad_token = candidate
+            return
+    raise UserError(f"{name}: the tokenizer has no pad token distinct from EOS, and none in its vocabulary",
+                    "add one (tokenizer.add_special_tokens({'pad_token': ...}) and resize the model's embeddings) "
+                    "so the model still learns to stop")
 
 
 def _tool_eval(model, tokenizer, sample: list[Conversation], batch_size: int) -> dict[str, float]:
