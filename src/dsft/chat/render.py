@@ -12,9 +12,7 @@ Plain `text` examples (continued pretraining) bypass the template: BOS + text + 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any
 
 from dsft.data.conversation import Conversation
 
@@ -36,28 +34,11 @@ class Rendered:
         return [i if m else ignore_index for i, m in zip(self.ids, self.mask)]
 
 
-def arguments_text(arguments: dict[str, Any]) -> str:
-    """How arguments appear in the rendered text: compact JSON, non-ASCII kept (fewer tokens)."""
-    return json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
-
-
 def template_inputs(conv: Conversation) -> tuple[list[dict], list[dict] | None]:
-    """Canonical conversation -> (messages, tools) in the shape chat templates expect."""
-    messages = []
-    for m in conv.messages:
-        msg: dict[str, Any] = {"role": m.role}
-        if m.content is not None:
-            msg["content"] = m.content
-        if m.tool_calls:
-            msg["tool_calls"] = [{"id": c.id, "type": "function",
-                                  "function": {"name": c.name, "arguments": arguments_text(c.arguments)}}
-                                 for c in m.tool_calls]
-        for key in ("tool_call_id", "name", "weight"):
-            if getattr(m, key) is not None:
-                msg[key] = getattr(m, key)
-        messages.append(msg)
-    tools = [{"type": "function", "function": t.model_dump()} for t in conv.tools] if conv.tools else None
-    return messages, tools
+    """Canonical conversation -> (messages, tools) for chat templates: the OpenAI form with compact
+    arguments (transformers drops the None-valued keys it contains before rendering)."""
+    row = conv.to_openai(compact=True)
+    return row["messages"], row.get("tools")
 
 
 def render(conv: Conversation, tokenizer, max_length: int | None = None) -> Rendered:

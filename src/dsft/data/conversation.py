@@ -80,17 +80,21 @@ class Conversation(BaseModel):
     def calls(self) -> list[ToolCall]:
         return [c for m in self.messages for c in m.tool_calls or ()]
 
-    def to_openai(self) -> dict[str, Any]:
-        """The OpenAI chat fine-tuning form (arguments as JSON strings), for export."""
+    def to_openai(self, compact: bool = False) -> dict[str, Any]:
+        """The OpenAI chat form (arguments as JSON strings): for export, requests to OpenAI-style
+        servers, and chat templates. `compact` writes arguments without spaces, as dsft renders
+        them for training (fewer tokens)."""
         import json
 
+        separators = (",", ":") if compact else None
         messages = []
         for m in self.messages:
             out: dict[str, Any] = {"role": m.role, "content": m.content}
             if m.tool_calls:
                 out["tool_calls"] = [
                     {"id": c.id, "type": "function",
-                     "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
+                     "function": {"name": c.name,
+                                  "arguments": json.dumps(c.arguments, ensure_ascii=False, separators=separators)}}
                     for c in m.tool_calls
                 ]
             for key in ("tool_call_id", "name", "weight"):

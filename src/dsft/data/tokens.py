@@ -43,21 +43,20 @@ def tools_size(tools) -> int:
 
 
 def tokenizer_counter(name: str, trust_remote_code: bool = False) -> Counter:
-    """Exact counts with a Hugging Face tokenizer (local path, or a hub id when online)."""
-    try:
-        from transformers import AutoTokenizer
+    """Exact counts with a Hugging Face tokenizer (local path, or a hub id when online), through the
+    same template inputs the renderer uses."""
+    from dsft.chat.render import template_inputs
+    from dsft.model.load import load_tokenizer
 
-        tok = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
-    except Exception as e:  # transformers raises OSError/ValueError/... for a missing or bad tokenizer
-        raise UserError(f"cannot load tokenizer {name!r}: {str(e).splitlines()[0]}",
-                        "give a local tokenizer folder or a model id your machine can reach, "
-                        "or drop --tokenizer to use the estimate") from None
+    try:
+        tok = load_tokenizer(name, trust_remote_code)
+    except UserError as e:
+        raise UserError(e.message, f"{e.fix}, or drop --tokenizer to use the estimate") from None
 
     def count(conv: Conversation) -> int:
         if tok.chat_template:
-            row = conv.to_openai()
-            out = tok.apply_chat_template(row["messages"], tools=row.get("tools"), tokenize=True, return_dict=True)
-            return len(out["input_ids"])
+            messages, tools = template_inputs(conv)
+            return len(tok.apply_chat_template(messages, tools=tools, tokenize=True, return_dict=True)["input_ids"])
         text = "\n".join(m.content or "" for m in conv.messages)
         return len(tok(text)["input_ids"])
 
