@@ -15,7 +15,8 @@ import fastjsonschema
 import jsonschema
 import orjson
 
-from dsft.data.conversation import Conversation, Tool
+from dsft.data.conversation import Conversation, Tool, as_dict
+from dsft.data.survey import Survey, survey
 
 Err = Callable[[str, str], None]
 
@@ -23,6 +24,13 @@ _ACK = re.compile(r"error|unable|n[o']t\b|cannot|fail|sorry|unfortunately|\bnone
                   r"problem|issue|unavailable|denied|invalid|timed out|try again|retry", re.I)
 _ERRORISH = re.compile(r'"success"\s*:\s*false|"error"\s*:\s*(?!null|false|""|\{\})|"status"\s*:\s*"(?:error|failed?)"|'
                        r"^\s*(?:error|exception|traceback)\b", re.I)
+
+
+def _might_be_error(text: str) -> bool:
+    """A C-speed prefilter for _ERRORISH, which cannot match without one of these words and is slow
+    on the long tool results that are fine."""
+    low = text.lower()
+    return "error" in low or "false" in low or "fail" in low or "exception" in low or "traceback" in low
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,31 +70,36 @@ class SchemaCache:
             return None, str(e)
 
 
-def check(conv: Conversation, err: Err, validators: dict[str, Callable | None], tokens: int,
-          limits: Limits = Limits(), args_parsed: bool = True) -> None:
+def check(conv: Conversation | dict, err: Err, validators: dict[str, Callable | None], tokens: int,
+          limits: Limits = Limits(), args_parsed: bool = True, facts: Survey | None = None) -> None:
     """Report every problem of one example through `err(code, message)`.
 
-    `validators` come from `compile_tools(conv.tools)`, computed once per distinct tool list.
-    `args_parsed=False` (some arguments were not JSON) skips the schema check, which would only
-    repeat that error in other words.
+    `conv` is the canonical dict (`Conversation.model_dump(exclude_none=True)`'s shape): the scan
+    checks rows before, and mostly instead of, building pydantic objects, because this runs on
+    every row of every dataset; `facts` is its survey when the caller has one. `validators` come
+    from `compile_tools(tools)`, computed once per distinct tool list. `args_parsed=False` (some
+    arguments were not JSON) skips the schema check, which would only repeat that error in other
+    words.
     """
-    msgs = conv.messages
+    conv = as_dict(conv)
+    msgs = conv["messages"]
     if not msgs:
         err("empty_messages", "messages is empty")
         return
-    layout = conv.metadata.get("layout", "chat")
+    facts = facts or survey(conv)
+    layout = conv.get("metadata", {}).get("layout", "chat")
     _check_messages(conv, err, validators if args_parsed else {n: None for n in validators})
-    if not any(m.trained and (m.content or m.tool_calls) for m in msgs):
+    if not facts.trained:
         err("no_assistant_turn", "no assistant message with weight 1 and content")
-    if layout in ("chat", "sharegpt") and not any(m.role == "system" for m in msgs):
+    if not facts.has_system and layout in ("chat", "sharegpt"):
         err("no_system_message", "the conversation has no system message")
-    if msgs[-1].role in ("user", "tool") and layout != "text":
-        err("ends_without_answer", f"the last message is a {msgs[-1].role} turn")
+    if facts.last_role in ("user", "tool") and layout != "text":
+        err("ends_without_answer", f"the last message is a {facts.last_role} turn")
     if tokens < limits.min_tokens:
         err("too_short", f"about {tokens} tokens (minimum {limits.min_tokens})")
     elif tokens > limits.max_tokens:
         err("too_long", f"about {tokens} tokens (maximum {limits.max_tokens})")
-    _check_replies(conv, err)
+    _check_replies(msgs, err)
 
 
 def compile_tools(tools: list[Tool] | None, err: Err, schemas: SchemaCache) -> dict[str, Callable | None]:
@@ -103,55 +116,67 @@ def compile_tools(tools: list[Tool] | None, err: Err, schemas: SchemaCache) -> d
     return validators
 
 
-def _check_messages(conv: Conversation, err: Err, validators: dict[str, Callable | None]) -> None:
-    declared = conv.tools is not None
+def _check_messages(conv: dict, err: Err, validators: dict[str, Callable | None]) -> None:
+    declared = conv.get("tools") is not None
+    parallel_off = conv.get("parallel_tool_calls") is False
     seen_ids: set[str] = set()
     pending: dict[str, str] = {}  # call id -> tool name, calls awaiting a result
     answered: set[str] = set()
     undeclared_warned = False
-    for i, m in enumerate(conv.messages):
-        if m.weight is not None and m.role != "assistant":
-            err("invalid_field", f"messages[{i}].weight is only allowed on assistant messages")
-        if m.role == "tool":
+    for i, m in enumerate(conv["messages"]):
+        role = m["role"]
+        if role == "tool":
+            if m.get("weight") is not None:
+                err("invalid_field", f"messages[{i}].weight is only allowed on assistant messages")
             _check_result(i, m, pending, answered, err)
             continue
-        if m.role in ("user", "assistant") and pending:
-            ids = ", ".join(pending)
-            err("unanswered_tool_call", f"call {ids} has no tool result before messages[{i}] ({m.role})")
+        content = m.get("content")
+        if role == "assistant":
+            if pending:
+                err("unanswered_tool_call",
+                    f"call {', '.join(pending)} has no tool result before messages[{i}] (assistant)")
+                pending.clear()
+            calls = m.get("tool_calls")
+            if calls:
+                if parallel_off and len(calls) > 1:
+                    err("parallel_calls_disabled", f"messages[{i}] makes {len(calls)} calls")
+                for j, call in enumerate(calls):
+                    call_id, name = call["id"], call["name"]
+                    if call_id in seen_ids:
+                        err("duplicate_tool_call_id", f"messages[{i}].tool_calls[{j}].id {call_id!r} is used twice")
+                    seen_ids.add(call_id)
+                    pending[call_id] = name
+                    if not declared:
+                        if not undeclared_warned:
+                            err("tools_not_declared", f"messages[{i}].tool_calls[{j}] calls {name!r} "
+                                                      "but the example declares no tools")
+                            undeclared_warned = True
+                    elif name not in validators:
+                        known = ", ".join(validators) or "none"
+                        err("undeclared_tool", f"messages[{i}].tool_calls[{j}] calls {name!r}; declared tools: {known}")
+                    elif (validate := validators[name]) is not None:
+                        try:
+                            validate(call.get("arguments", {}))
+                        except fastjsonschema.JsonSchemaValueException as e:
+                            err("arguments_schema_mismatch", f"messages[{i}].tool_calls[{j}] ({name}): {e.message}")
+            elif not (content and content.strip()) and not m.get("reasoning"):
+                err("missing_content", f"messages[{i}] (assistant) has no content and no tool calls")
+            continue
+        if m.get("weight") is not None:
+            err("invalid_field", f"messages[{i}].weight is only allowed on assistant messages")
+        if role == "user" and pending:
+            err("unanswered_tool_call", f"call {', '.join(pending)} has no tool result before messages[{i}] (user)")
             pending.clear()
-        if m.role == "assistant" and m.tool_calls:
-            if conv.parallel_tool_calls is False and len(m.tool_calls) > 1:
-                err("parallel_calls_disabled", f"messages[{i}] makes {len(m.tool_calls)} calls")
-            for j, call in enumerate(m.tool_calls):
-                where = f"messages[{i}].tool_calls[{j}]"
-                if call.id in seen_ids:
-                    err("duplicate_tool_call_id", f"{where}.id {call.id!r} is used twice")
-                seen_ids.add(call.id)
-                pending[call.id] = call.name
-                if not declared:
-                    if not undeclared_warned:
-                        err("tools_not_declared", f"{where} calls {call.name!r} but the example declares no tools")
-                        undeclared_warned = True
-                elif call.name not in validators:
-                    known = ", ".join(validators) or "none"
-                    err("undeclared_tool", f"{where} calls {call.name!r}; declared tools: {known}")
-                elif (validate := validators[call.name]) is not None:
-                    try:
-                        validate(call.arguments)
-                    except fastjsonschema.JsonSchemaValueException as e:
-                        err("arguments_schema_mismatch", f"{where} ({call.name}): {e.message}")
-        elif m.role != "assistant" and not (m.content and m.content.strip()):
-            err("missing_content", f"messages[{i}] ({m.role}) has no content")
-        elif m.role == "assistant" and not (m.content and m.content.strip()) and not m.reasoning:
-            err("missing_content", f"messages[{i}] (assistant) has no content and no tool calls")
+        if not (content and content.strip()):
+            err("missing_content", f"messages[{i}] ({role}) has no content")
 
 
-def _check_result(i: int, m, pending: dict[str, str], answered: set[str], err: Err) -> None:
-    if m.content is None:
+def _check_result(i: int, m: dict, pending: dict[str, str], answered: set[str], err: Err) -> None:
+    if m.get("content") is None:
         err("missing_content", f"messages[{i}] (tool) has no content")
-    call_id = m.tool_call_id
+    call_id, result_name = m.get("tool_call_id"), m.get("name")
     if call_id is None:
-        if len(pending) == 1 and (m.name is None or m.name in pending.values()):
+        if len(pending) == 1 and (result_name is None or result_name in pending.values()):
             call_id = next(iter(pending))  # unambiguous: the only open call
         else:
             err("missing_tool_call_id", f"messages[{i}] (tool) has no tool_call_id and "
@@ -163,24 +188,27 @@ def _check_result(i: int, m, pending: dict[str, str], answered: set[str], err: E
         return
     name = pending.pop(call_id)
     answered.add(call_id)
-    if m.name is not None and m.name != name:
-        err("tool_name_mismatch", f"messages[{i}] says {m.name!r}, its call was to {name!r}")
+    if result_name is not None and result_name != name:
+        err("tool_name_mismatch", f"messages[{i}] says {result_name!r}, its call was to {name!r}")
 
 
-def _check_replies(conv: Conversation, err: Err) -> None:
+def _check_replies(msgs: list[dict], err: Err) -> None:
     """Heuristics on assistant text: cut-off replies, repetition, errors glossed over."""
-    msgs = conv.messages
-    last = next((m for m in reversed(msgs) if m.role == "assistant"), None)
-    if last is not None and last.content:
-        text = last.content.rstrip()
-        if text.count("```") % 2 or text[-1:] in (",", "(", "[", "{"):
+    last = next((m for m in reversed(msgs) if m["role"] == "assistant"), None)
+    if last is not None and (text := last.get("content")):
+        text = text.rstrip()
+        if text[-1:] in (",", "(", "[", "{") or text.count("```") % 2:
             err("truncated_reply", f"the last assistant reply ends with {text[-20:]!r}")
     for i, m in enumerate(msgs):
-        if m.role == "assistant" and m.content and len(m.content) > 200:
-            lines = [ln.strip() for ln in m.content.splitlines() if len(ln.strip()) >= 10 and not ln.startswith("```")]
+        content = m.get("content")
+        if not content:
+            continue
+        role = m["role"]
+        if role == "assistant" and len(content) > 200 and content.count("\n") >= 2:  # 2 repeats need 3 lines
+            lines = [ln.strip() for ln in content.splitlines() if len(ln.strip()) >= 10 and not ln.startswith("```")]
             if len(lines) - len(set(lines)) >= 2:
                 err("repetitive_reply", f"messages[{i}] repeats lines")
-        if m.role == "tool" and m.content and _ERRORISH.search(m.content):
-            reply = next((n for n in msgs[i + 1:] if n.role == "assistant" and n.content), None)
-            if reply is not None and not _ACK.search(reply.content):
+        elif role == "tool" and _might_be_error(content) and _ERRORISH.search(content):
+            reply = next((n for n in msgs[i + 1:] if n["role"] == "assistant" and n.get("content")), None)
+            if reply is not None and not _ACK.search(reply["content"]):
                 err("tool_error_claimed_success", f"messages[{i}] is an error result; the reply does not say so")

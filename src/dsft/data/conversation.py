@@ -107,3 +107,12 @@ class Conversation(BaseModel):
         if self.parallel_tool_calls is not None:
             row["parallel_tool_calls"] = self.parallel_tool_calls
         return row
+
+
+def as_dict(conv: Conversation | dict[str, Any]) -> dict[str, Any]:
+    """The canonical dict of a conversation (`model_dump(exclude_none=True)`'s shape).
+
+    The data scan checks, scores and hashes rows in this form, without building pydantic objects
+    for the rows that pass (see `dsft.data.pipeline`); callers holding a `Conversation` pass it
+    through here."""
+    return conv if type(conv) is dict else conv.model_dump(exclude_none=True)

@@ -13,29 +13,36 @@ import hashlib
 
 import orjson
 
-from dsft.data.conversation import Conversation
+from dsft.data.conversation import Conversation, as_dict
 
 _ASCII_SPACE = b" \t\n\r\x0b\x0c"
 
 
-def normal_form(conv: Conversation) -> bytes:
+def normal_form(conv: Conversation | dict, tool_names: str | None = None) -> bytes:
+    """`tool_names`: the sorted, comma-joined declared names when the caller has them cached."""
+    conv = as_dict(conv)
     parts = []
-    for m in conv.messages:
-        parts.append(m.role)
-        if m.content:
-            parts.append(m.content)
-        for c in m.tool_calls or ():
-            parts.append(c.name)
-            parts.append(orjson.dumps(c.arguments, option=orjson.OPT_SORT_KEYS).decode())
-    if conv.tools:
-        parts.append(",".join(sorted(conv.tool_names())))
+    for m in conv["messages"]:
+        parts.append(m["role"])
+        content = m.get("content")
+        if content:
+            parts.append(content)
+        if "tool_calls" in m:
+            for c in m["tool_calls"]:
+                parts.append(c["name"])
+                parts.append(orjson.dumps(c.get("arguments", {}), option=orjson.OPT_SORT_KEYS).decode())
+    if tool_names is None and conv.get("tools"):
+        tool_names = ",".join(sorted(t["name"] for t in conv["tools"]))
+    if tool_names:
+        parts.append(tool_names)
     return "\0".join(parts).encode("utf-8", "surrogatepass").translate(None, _ASCII_SPACE).lower()
 
 
-def plain_text(conv: Conversation) -> str:
+def plain_text(conv: Conversation | dict) -> str:
     """Words of the example, for near-duplicate shingles."""
-    parts = [m.content for m in conv.messages if m.content]
-    parts += [orjson.dumps(c.arguments).decode() for c in conv.calls()]
+    msgs = as_dict(conv)["messages"]
+    parts = [m["content"] for m in msgs if m.get("content")]
+    parts += [orjson.dumps(c.get("arguments", {})).decode() for m in msgs for c in m.get("tool_calls") or ()]
     return " ".join(parts).casefold()
 
 

@@ -17,9 +17,8 @@ row shows all its problems at once; a row with any error is rejected by the call
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 import orjson
 

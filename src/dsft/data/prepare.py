@@ -19,6 +19,7 @@ import hashlib
 import shutil
 import tempfile
 import time
+from array import array
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,10 +76,13 @@ def _write(files, tmp: Path, options: Options, val_ratio: float, seed: int, toke
     tally = Tally()
     strata_names: list[str] = []
     strata_index: dict[str, int] = {}
-    strata: list[int] = []
+    strata = array("I")  # per kept row: its stratum, its length in kept.tmp (for the second pass)
+    sizes = array("I")
     digests: list[bytes] = []
-    with open(tmp / "kept.tmp", "wb") as kept, open(tmp / "rejects.jsonl", "wb") as rejects, \
-            open(tmp / "duplicates.jsonl", "wb") as dups:
+    buffered = 1 << 20  # rows are ~0.5 KB: small writes would cost a syscall every few rows
+    with open(tmp / "kept.tmp", "wb", buffering=buffered) as kept, \
+            open(tmp / "rejects.jsonl", "wb", buffering=buffered) as rejects, \
+            open(tmp / "duplicates.jsonl", "wb", buffering=buffered) as dups:
         for row in scanner.scan(sources.read_records(files)):
             tally.add_row(row)
             rec = row.record
@@ -96,33 +100,34 @@ def _write(files, tmp: Path, options: Options, val_ratio: float, seed: int, toke
                     "conversation": orjson.Fragment(_canonical(row))}) + b"\n")
                 continue
             task = row.task_type()
-            if task not in strata_index:
-                strata_index[task] = len(strata_names)
+            stratum = strata_index.get(task)
+            if stratum is None:
+                stratum = strata_index[task] = len(strata_names)
                 strata_names.append(task)
-            strata.append(strata_index[task])
+            strata.append(stratum)
             digests.append(row.digest)
-            kept.write(_canonical(row, task) + b"\n")
+            line = _canonical(row, task) + b"\n"
+            sizes.append(len(line))
+            kept.write(line)
 
-    val = validation_rows([strata_names[s] for s in strata], digests, val_ratio, seed)
-    sha = hashlib.sha256()
-    per_task: dict[str, Counter] = defaultdict(Counter)
-    with open(tmp / "kept.tmp", "rb") as kept, open(tmp / "train.jsonl", "wb") as train, \
-            open(tmp / "validation.jsonl", "wb") as valid:
-        train_sha, val_sha = hashlib.sha256(), hashlib.sha256()
-        per_split = {True: (valid, val_sha, "validation"), False: (train, train_sha, "train")}
-        for i, line in enumerate(kept):
-            out, digest, split = per_split[i in val]
-            out.write(line)
-            digest.update(line)
-            per_task[strata_names[strata[i]]][split] += 1
+    val = sorted(validation_rows([strata_names[s] for s in strata], digests, val_ratio, seed))
+    del digests
+    train_sha, val_sha = _split_files(tmp, sizes, val)
     (tmp / "kept.tmp").unlink()
-    sha.update(b"train\n" + train_sha.digest() + b"validation\n" + val_sha.digest())
+    sha = hashlib.sha256(b"train\n" + train_sha + b"validation\n" + val_sha)
+    per_task: dict[str, Counter] = defaultdict(Counter)
+    for stratum, n in Counter(strata).items():
+        per_task[strata_names[stratum]]["train"] = n
+    for i in val:
+        task = per_task[strata_names[strata[i]]]
+        task["train"] -= 1
+        task["validation"] += 1
 
     dataset_findings = scanner.dataset_findings()
     for f in dataset_findings:
         tally.add_finding(f)
     n_val = len(val)
-    counts = {"read": tally.read, "train": len(digests) - n_val, "validation": n_val,
+    counts = {"read": tally.read, "train": len(strata) - n_val, "validation": n_val,
               "rejected": tally.rejected, "duplicates": tally.duplicates}
     counts["balanced"] = counts["read"] == counts["train"] + counts["validation"] + counts["rejected"] + counts["duplicates"]
     report = {
@@ -152,8 +157,56 @@ def _write(files, tmp: Path, options: Options, val_ratio: float, seed: int, toke
     return report
 
 
+def _split_files(tmp: Path, sizes: array, val: list[int]) -> tuple[bytes, bytes]:
+    """Copy kept.tmp into train.jsonl and validation.jsonl: the validation rows one by one, the
+    runs of training rows between them in large blocks. Returns both files' sha256 digests."""
+    train_sha, val_sha = hashlib.sha256(), hashlib.sha256()
+    block = 8 << 20
+
+    def copy(src, dst, digest, n: int) -> None:
+        while n > 0:
+            chunk = src.read(min(n, block))
+            if not chunk:
+                raise RuntimeError("kept.tmp is shorter than the rows written to it")
+            dst.write(chunk)
+            digest.update(chunk)
+            n -= len(chunk)
+
+    with open(tmp / "kept.tmp", "rb") as src, open(tmp / "train.jsonl", "wb") as train, \
+            open(tmp / "validation.jsonl", "wb") as valid:
+        nxt = 0  # first row not yet copied
+        for i in val:
+            copy(src, train, train_sha, sum(sizes[nxt:i]))
+            copy(src, valid, val_sha, sizes[i])
+            nxt = i + 1
+        copy(src, train, train_sha, sum(sizes[nxt:]))
+        if src.read(1):
+            raise RuntimeError("kept.tmp is longer than the rows written to it")
+    return train_sha.digest(), val_sha.digest()
+
+
 def _canonical(row: Row, task_type: str | None = None) -> bytes:
-    """The row as written: canonical JSON, with dsft's own notes under metadata.dsft."""
-    row.conv.metadata["dsft"] = {"origin": f"{row.record.file}:{row.record.line}", "quality": row.scores,
-                                 "tokens": row.tokens, **({"task_type": task_type} if task_type else {})}
-    return row.conv.__pydantic_serializer__.to_json(row.conv, exclude_none=True)
+    """The row as written: canonical JSON, with dsft's own notes under metadata.dsft.
+
+    Keys come in the model's field order; a message passed through from the input keeps its
+    own key order. The shared tool list is spliced in as the bytes serialized once per list."""
+    data = row.data
+    meta = data["metadata"]
+    meta["dsft"] = {"origin": f"{row.record.file}:{row.record.line}", "quality": row.scores,
+                    "tokens": row.tokens, **({"task_type": task_type} if task_type else {})}
+    out: dict[str, Any] = {"messages": data["messages"]}
+    if "tools" in data:
+        out["tools"] = orjson.Fragment(row.toolset.json) if row.toolset is not None else data["tools"]
+    if "parallel_tool_calls" in data:
+        out["parallel_tool_calls"] = data["parallel_tool_calls"]
+    out["metadata"] = meta
+    return orjson.dumps(out, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    """Metadata from CSV/Parquet may hold values JSON has no type for: written as text, never dropped."""
+    if isinstance(value, bytes | bytearray):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)

@@ -14,35 +14,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from dsft.data.codes import CODES
-from dsft.data.conversation import Conversation
+from dsft.data.conversation import Conversation, as_dict
+from dsft.data.survey import Survey, survey
 
 SCORERS = ("dsft", "guide")
 
 
-def _js_len(s: str | None) -> int:
-    if not s:
-        return 0
-    return len(s) if s.isascii() else len(s.encode("utf-16-le")) // 2
-
-
-def guide_score(conv: Conversation) -> int:
-    msgs = conv.messages
-    has_calls = has_system = has_tool = False
-    total = 0
-    for m in msgs:  # one pass: this runs on every row of every dataset
-        total += _js_len(m.content)
-        has_calls = has_calls or m.tool_calls is not None
-        has_system = has_system or m.role == "system"
-        has_tool = has_tool or m.role == "tool"
-    score = 20 if len(msgs) >= 2 else 0
-    if has_calls:
+def guide_score(conv: Conversation | dict | Survey) -> int:
+    facts = conv if type(conv) is Survey else survey(as_dict(conv))
+    score = 20 if facts.messages >= 2 else 0
+    if facts.has_calls:
         score += 10
-    if msgs:
-        avg = total / len(msgs)
+    if facts.messages:
+        avg = facts.utf16 / facts.messages
         score += (20 if avg > 100 else 0) + (10 if avg > 500 else 0)
-    if has_system:
+    if facts.has_system:
         score += 15
-    if has_calls and has_tool:
+    if facts.has_calls and facts.has_tool:
         score += 25
     return score
 

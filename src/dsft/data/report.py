@@ -54,8 +54,8 @@ class Tally:
             self.tokens.append(min(row.tokens, 2**32 - 1))
             for name, score in row.scores.items():
                 self.quality[name][min(score // 10, 9)] += 1
-            for call in row.conv.calls():
-                self.tools[call.name] += 1
+            for name in row.facts.call_names:
+                self.tools[name] += 1
 
     @property
     def errors(self) -> int:

@@ -136,9 +136,18 @@ class _JsonLines:
         self.size = 0
 
     def read(self, f) -> Iterator[Record]:
+        name, loads = self.name, orjson.loads
         for lineno, raw in enumerate(f, 1):
             if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[3:]
+            if raw[:1] == b"{" and not self.buf:  # the common case, one object per line: parse the bytes as they are
+                try:
+                    data = loads(raw)
+                except orjson.JSONDecodeError:
+                    pass  # not UTF-8, not complete, not alone on its line...: the general path says which
+                else:
+                    yield Record(name, lineno, raw.decode("utf-8").strip(), data)
+                    continue
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:

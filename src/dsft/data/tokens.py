@@ -13,33 +13,27 @@ from collections.abc import Callable
 
 import orjson
 
-from dsft.data.conversation import Conversation
+from dsft.data.conversation import Conversation, as_dict
+from dsft.data.survey import survey
 from dsft.errors import UserError
 
 Counter = Callable[[Conversation], int]
 APPROXIMATION = "estimated as UTF-8 bytes / 4 + 4 per message (no --tokenizer given)"
 
 
-def _nbytes(s: str | None) -> int:
-    if not s:
-        return 0
-    return len(s) if s.isascii() else len(s.encode("utf-8"))
+def approx_tokens(conv: Conversation | dict, tools_nbytes: int | None = None) -> int:
+    """`tools_nbytes`: the serialized size of the tools when the caller already knows it."""
+    conv = as_dict(conv)
+    tools = conv.get("tools")
+    if not tools:
+        tools_nbytes = 0
+    elif tools_nbytes is None:
+        tools_nbytes = tools_size(tools)
+    return survey(conv).approx_tokens(tools_nbytes)
 
 
-def approx_tokens(conv: Conversation, tools_nbytes: int | None = None) -> int:
-    """`tools_nbytes`: the serialized size of conv.tools when the caller already knows it."""
-    n = 0
-    for m in conv.messages:
-        n += _nbytes(m.content) + _nbytes(m.reasoning) + 16
-        for c in m.tool_calls or ():
-            n += len(c.name) + len(orjson.dumps(c.arguments)) + 8
-    if conv.tools:
-        n += tools_nbytes if tools_nbytes is not None else tools_size(conv.tools)
-    return (n + 3) // 4
-
-
-def tools_size(tools) -> int:
-    return len(orjson.dumps([t.model_dump() for t in tools]))
+def tools_size(tools: list) -> int:
+    return len(orjson.dumps([t if type(t) is dict else t.model_dump() for t in tools]))
 
 
 def tokenizer_counter(name: str, trust_remote_code: bool = False) -> Counter:
