@@ -99,7 +99,10 @@ def check(conv: Conversation | dict, err: Err, validators: dict[str, Callable | 
         err("too_short", f"about {tokens} tokens (minimum {limits.min_tokens})")
     elif tokens > limits.max_tokens:
         err("too_long", f"about {tokens} tokens (maximum {limits.max_tokens})")
-    _check_replies(msgs, err)
+    if (text := facts.last_assistant) is not None:
+        text = text.rstrip()
+        if text[-1:] in (",", "(", "[", "{") or text.count("```") % 2:
+            err("truncated_reply", f"the last assistant reply ends with {text[-20:]!r}")
 
 
 def compile_tools(tools: list[Tool] | None, err: Err, schemas: SchemaCache) -> dict[str, Callable | None]:
@@ -117,18 +120,26 @@ def compile_tools(tools: list[Tool] | None, err: Err, schemas: SchemaCache) -> d
 
 
 def _check_messages(conv: dict, err: Err, validators: dict[str, Callable | None]) -> None:
+    """Tool-call bookkeeping, content, and the heuristics on assistant text (repetition, an error
+    result glossed over), in one pass over the messages."""
     declared = conv.get("tools") is not None
     parallel_off = conv.get("parallel_tool_calls") is False
     seen_ids: set[str] = set()
     pending: dict[str, str] = {}  # call id -> tool name, calls awaiting a result
     answered: set[str] = set()
     undeclared_warned = False
-    for i, m in enumerate(conv["messages"]):
+    msgs = conv["messages"]
+    for i, m in enumerate(msgs):
         role = m["role"]
         if role == "tool":
             if m.get("weight") is not None:
                 err("invalid_field", f"messages[{i}].weight is only allowed on assistant messages")
             _check_result(i, m, pending, answered, err)
+            content = m.get("content")
+            if content and _might_be_error(content) and _ERRORISH.search(content):
+                reply = next((n["content"] for n in msgs[i + 1:] if n["role"] == "assistant" and n.get("content")), None)
+                if reply is not None and not _ACK.search(reply):
+                    err("tool_error_claimed_success", f"messages[{i}] is an error result; the reply does not say so")
             continue
         content = m.get("content")
         if role == "assistant":
@@ -161,6 +172,8 @@ def _check_messages(conv: dict, err: Err, validators: dict[str, Callable | None]
                             err("arguments_schema_mismatch", f"messages[{i}].tool_calls[{j}] ({name}): {e.message}")
             elif not (content and content.strip()) and not m.get("reasoning"):
                 err("missing_content", f"messages[{i}] (assistant) has no content and no tool calls")
+            if content and len(content) > 200 and content.count("\n") >= 2 and _repeats_lines(content):
+                err("repetitive_reply", f"messages[{i}] repeats lines")
             continue
         if m.get("weight") is not None:
             err("invalid_field", f"messages[{i}].weight is only allowed on assistant messages")
@@ -192,23 +205,7 @@ def _check_result(i: int, m: dict, pending: dict[str, str], answered: set[str], 
         err("tool_name_mismatch", f"messages[{i}] says {result_name!r}, its call was to {name!r}")
 
 
-def _check_replies(msgs: list[dict], err: Err) -> None:
-    """Heuristics on assistant text: cut-off replies, repetition, errors glossed over."""
-    last = next((m for m in reversed(msgs) if m["role"] == "assistant"), None)
-    if last is not None and (text := last.get("content")):
-        text = text.rstrip()
-        if text[-1:] in (",", "(", "[", "{") or text.count("```") % 2:
-            err("truncated_reply", f"the last assistant reply ends with {text[-20:]!r}")
-    for i, m in enumerate(msgs):
-        content = m.get("content")
-        if not content:
-            continue
-        role = m["role"]
-        if role == "assistant" and len(content) > 200 and content.count("\n") >= 2:  # 2 repeats need 3 lines
-            lines = [ln.strip() for ln in content.splitlines() if len(ln.strip()) >= 10 and not ln.startswith("```")]
-            if len(lines) - len(set(lines)) >= 2:
-                err("repetitive_reply", f"messages[{i}] repeats lines")
-        elif role == "tool" and _might_be_error(content) and _ERRORISH.search(content):
-            reply = next((n for n in msgs[i + 1:] if n["role"] == "assistant" and n.get("content")), None)
-            if reply is not None and not _ACK.search(reply["content"]):
-                err("tool_error_claimed_success", f"messages[{i}] is an error result; the reply does not say so")
+def _repeats_lines(text: str) -> bool:
+    """Two or more repeated lines of 10+ characters (code fences aside): a generation loop."""
+    lines = [ln.strip() for ln in text.splitlines() if len(ln.strip()) >= 10 and not ln.startswith("```")]
+    return len(lines) - len(set(lines)) >= 2

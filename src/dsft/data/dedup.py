@@ -14,27 +14,21 @@ import hashlib
 import orjson
 
 from dsft.data.conversation import Conversation, as_dict
+from dsft.data.survey import Survey, survey
 
 _ASCII_SPACE = b" \t\n\r\x0b\x0c"
 
 
-def normal_form(conv: Conversation | dict, tool_names: str | None = None) -> bytes:
-    """`tool_names`: the sorted, comma-joined declared names when the caller has them cached."""
-    conv = as_dict(conv)
-    parts = []
-    for m in conv["messages"]:
-        parts.append(m["role"])
-        content = m.get("content")
-        if content:
-            parts.append(content)
-        if "tool_calls" in m:
-            for c in m["tool_calls"]:
-                parts.append(c["name"])
-                parts.append(orjson.dumps(c.get("arguments", {}), option=orjson.OPT_SORT_KEYS).decode())
-    if tool_names is None and conv.get("tools"):
-        tool_names = ",".join(sorted(t["name"] for t in conv["tools"]))
-    if tool_names:
-        parts.append(tool_names)
+def normal_form(conv: Conversation | dict | Survey, tool_names: str | None = None) -> bytes:
+    """`tool_names`: the sorted, comma-joined declared names (computed here from `conv` if not given)."""
+    if type(conv) is Survey:
+        facts = conv
+    else:
+        conv = as_dict(conv)
+        facts = survey(conv)
+        if tool_names is None:
+            tool_names = ",".join(sorted(t["name"] for t in conv.get("tools") or ()))
+    parts = facts.text + [tool_names] if tool_names else facts.text
     return "\0".join(parts).encode("utf-8", "surrogatepass").translate(None, _ASCII_SPACE).lower()
 
 

@@ -231,7 +231,9 @@ class Scanner:
             err("duplicate_example_id", f"id {example_id!r} was first used at {first}")
 
     def _dedup(self, row: Row) -> None:
-        row.digest = digest(normal_form(row.data, row.toolset and row.toolset.names))
+        tools = row.data.get("tools")
+        names = row.toolset.names if row.toolset else ",".join(sorted(t["name"] for t in tools or ()))
+        row.digest = digest(normal_form(row.facts, names))
         first = self.exact.seen(row.digest, self.kept)
         kind = "exact"
         if first is None and self.near is not None:

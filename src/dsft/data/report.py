@@ -51,11 +51,11 @@ class Tally:
         elif row.duplicate_of is not None:
             self.duplicates += 1
         else:
-            self.tokens.append(min(row.tokens, 2**32 - 1))
+            self.tokens.append(min(row.tokens, 0xFFFFFFFF))
             for name, score in row.scores.items():
-                self.quality[name][min(score // 10, 9)] += 1
-            for name in row.facts.call_names:
-                self.tools[name] += 1
+                self.quality[name][score // 10 if score < 100 else 9] += 1
+            if row.facts.call_names:
+                self.tools.update(row.facts.call_names)
 
     @property
     def errors(self) -> int:

@@ -34,6 +34,8 @@ class Survey:
     call_names: list[str] = field(default_factory=list)
     last_role: str = ""
     final_reply: str | None = None  # the last assistant content that is not empty
+    last_assistant: str | None = None  # the content of the last assistant message, empty or not
+    text: list[str] = field(default_factory=list)  # roles, contents, call names and sorted-key arguments: dedup's input
 
     def approx_tokens(self, tools_nbytes: int) -> int:
         """UTF-8 bytes / 4, plus 4 tokens a message for role markers, plus the tool schemas."""
@@ -51,12 +53,14 @@ def survey(conv: dict[str, Any]) -> Survey | None:
     if (ptc is not None and type(ptc) is not bool) or type(conv.get("metadata", {})) is not dict:
         return None
     s = Survey(len(msgs))
+    text = s.text
     utf8 = utf16 = 0
     for i, m in enumerate(msgs):
         if type(m) is not dict:
             return None
         role = m.get("role")
         content = m.get("content")
+        text.append(role)
         if len(m) != 2 or type(content) is not str or role not in ROLES:  # {role, content} is most messages
             if role not in ROLES or not m.keys() <= _MESSAGE_KEYS:
                 return None
@@ -77,24 +81,29 @@ def survey(conv: dict[str, Any]) -> Survey | None:
                     return None
                 s.has_calls = True
                 for c in calls:  # made by layouts._call: id and name are strings, arguments a dict
+                    args = orjson.dumps(c.get("arguments", {}), option=orjson.OPT_SORT_KEYS)
                     s.call_names.append(c["name"])
-                    utf8 += len(c["name"]) + len(orjson.dumps(c.get("arguments", {}))) + 8
+                    text += (c["name"], args.decode())
+                    utf8 += len(c["name"]) + len(args) + 8
                 if role == "assistant" and weight and calls:
                     s.trained = True
             if role == "assistant" and weight == 0:
                 role = "context"  # shown, not trained on: only the trained flag cares
         if content:
+            text.append(content)
             if content.isascii():
                 utf8 += len(content)
                 utf16 += len(content)
             else:
                 utf8 += len(content.encode("utf-8"))
                 utf16 += len(content.encode("utf-16-le", "surrogatepass")) // 2
-            if role == "assistant":
-                s.trained = True
-            if role in ("assistant", "context"):
+        if role == "assistant" or role == "context":
+            s.last_assistant = content
+            if content:
                 s.final_reply = content
-        if role == "system":
+                if role == "assistant":
+                    s.trained = True
+        elif role == "system":
             s.has_system = True
         elif role == "tool":
             s.has_tool = True
