@@ -90,7 +90,7 @@ def _write(files, tmp: Path, options: Options, val_ratio: float, seed: int, toke
                 rejects.write(orjson.dumps({
                     "file": rec.file, "line": rec.line, "codes": sorted(set(row.codes)),
                     "findings": [{"code": f.code, "message": f.message} for f in row.findings],
-                    "text": rec.text}) + b"\n")
+                    "text": rec.source_text()}) + b"\n")
                 continue
             if row.duplicate_of is not None:
                 first_file, first_line = scanner.origin(row.duplicate_of)

@@ -36,8 +36,9 @@ def validation_rows(strata: list[str], digests: list[bytes], ratio: float, seed:
     for s in sorted(quotas, key=lambda s: (-(quotas[s] - take[s]), s))[:short]:
         take[s] += 1
     chosen: set[int] = set()
+    key = seed.to_bytes(8, "little", signed=True)
     for s, rows in groups.items():
-        if take[s]:
-            ranked = sorted(rows, key=lambda i: rank_key(seed, digests[i]))
+        if take[s]:  # rank_key(seed, digest), with the key made once
+            ranked = sorted(rows, key=lambda i: hashlib.blake2b(digests[i], digest_size=8, key=key).digest())
             chosen.update(ranked[: take[s]])
     return chosen
