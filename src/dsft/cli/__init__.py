@@ -32,7 +32,7 @@ def _root(version: bool = typer.Option(False, "--version", is_eager=True, callba
 
 
 def _register() -> None:
-    from dsft.cli import chat, data, demo, evaluate, model, train
+    from dsft.cli import chat, data, demo, evaluate, model, platform, train
 
     app.add_typer(data.app, name="data")
     app.add_typer(model.app, name="model")
@@ -42,6 +42,11 @@ def _register() -> None:
     app.command("estimate")(train.estimate)
     app.command("export-script")(train.export_script)
     app.command("demo")(demo.demo)
+    app.command("api")(platform.api)
+    app.command("worker")(platform.worker)
+    app.add_typer(platform.jobs_app, name="jobs")
+    app.add_typer(platform.models_app, name="models")
+    app.add_typer(platform.pipeline_app, name="pipeline")
 
 
 _register()

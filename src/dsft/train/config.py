@@ -23,6 +23,8 @@ class _Strict(BaseModel):
 class ModelConfig(_Strict):
     name_or_path: str = Field(description="Hub id or local folder of the base model.")
     trust_remote_code: bool = Field(False, description="Run code shipped with the model. Off unless you trust it.")
+    init_from: str | None = Field(None, description="Warm start: a full finetune's folder (its weights replace the "
+                                                   "base's) or an adapter over this base (trained further).")
 
 
 class Phase(_Strict):

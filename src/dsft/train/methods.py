@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from typing import Any
 
 from dsft.errors import UserError
@@ -74,6 +76,14 @@ def wrap(model, cfg):
         peft_cfg = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                               target_modules=targets, target_parameters=experts or None,
                               use_dora=cfg.method == "dora", task_type="CAUSAL_LM")
+    init = getattr(cfg.model, "init_from", None)
+    if init and (Path(init) / "adapter_config.json").exists():  # warm start from a previous adapter
+        from peft import PeftModel
+
+        with exact_targets(model):
+            wrapped = PeftModel.from_pretrained(model, init, is_trainable=True)
+        check_adapted(wrapped, targets, marker="ia3_l" if cfg.method == "ia3" else "lora_A")
+        return wrapped
     with exact_targets(model):
         wrapped = get_peft_model(model, peft_cfg)
     check_adapted(wrapped, targets, marker="ia3_l" if cfg.method == "ia3" else "lora_A")

@@ -59,6 +59,8 @@ def load_model(cfg: TrainConfig):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     name = cfg.model.name_or_path
+    if cfg.model.init_from and not (Path(cfg.model.init_from) / "adapter_config.json").exists():
+        name = cfg.model.init_from  # warm start from a full finetune: its weights and tokenizer
     quant = quantization_config(cfg.method)
     extra = {"quantization_config": quant, "device_map": "cuda" if torch.cuda.is_available() else "cpu"} if quant else {}
     try:
@@ -234,8 +236,19 @@ def plan(cfg: TrainConfig, tokenizer) -> Plan:
     return Plan(examples, validation, held_out, micro, names, skipped, counts)
 
 
-def train(cfg: TrainConfig, progress=None, resume: bool = False) -> RunResult:
-    """Train per `cfg`; with `resume`, continue the run in `cfg.output.dir` from its last checkpoint."""
+class Interrupted(Exception):
+    """`stop()` asked the run to end: a checkpoint at `step` was saved first, so `resume` continues it."""
+
+    def __init__(self, step: int, checkpoint: Path):
+        super().__init__(f"stopped at step {step}; checkpoint {checkpoint}")
+        self.step, self.checkpoint = step, checkpoint
+
+
+def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> RunResult:
+    """Train per `cfg`; with `resume`, continue the run in `cfg.output.dir` from its last checkpoint.
+
+    `stop`, called after every optimizer step, ends the run cleanly when it returns True: a
+    checkpoint is saved and `Interrupted` raised (how a job is cancelled or a worker shut down)."""
     from dsft.train import checkpoint
 
     out = Path(cfg.output.dir)
@@ -346,6 +359,11 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False) -> RunResult:
                 break
             if main and t.save_every and step % t.save_every == 0 and step < total_steps:
                 checkpoint.save(out, step, bare, optimizer, scheduler)
+            if stop is not None and step < total_steps and stop():
+                saved = checkpoint.latest(out)
+                if saved is None or saved.name != f"step-{step}":
+                    saved = checkpoint.save(out, step, bare, optimizer, scheduler)
+                raise Interrupted(step, saved)
     finally:  # an interrupted or failed run still leaves complete metrics and closed sinks
         if metrics:
             metrics.close()

@@ -1,0 +1,216 @@
+"""`dsft api`, `dsft worker`, `dsft jobs`, `dsft models` and `dsft pipeline`: the platform's CLI."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+from pathlib import Path
+
+import typer
+import yaml
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from dsft.errors import UserError
+
+console = Console()
+models_app = typer.Typer(help="Registered model versions and their aliases.", no_args_is_help=True)
+jobs_app = typer.Typer(help="The job queue.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="The whole pipeline as one job.", no_args_is_help=True)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def api(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8000, "--port"),
+        worker: bool = typer.Option(True, "--worker/--no-worker", help="Run jobs in this process too."),
+        concurrency: int = typer.Option(1, "--concurrency", min=1, help="Jobs the embedded worker runs at once.")) -> None:
+    """Serve the REST API (OpenAPI at /docs)."""
+    import uvicorn
+
+    from dsft.api.app import create_app
+    from dsft.api.safety import api_key
+
+    if api_key() is None:
+        if not _loopback(host):
+            raise UserError(f"refusing to listen on {host} without an API key",
+                            "set DSFT_API_KEY (clients send Authorization: Bearer <key>), or use --host 127.0.0.1")
+        console.print("[yellow]DSFT_API_KEY is not set: listening on loopback only, without authentication[/]")
+    uvicorn.run(create_app(worker=worker, concurrency=concurrency), host=host, port=port, log_level="warning")
+
+
+def worker(concurrency: int = typer.Option(1, "--concurrency", min=1, help="Jobs run at once."),
+           poll: float = typer.Option(0.5, "--poll", min=0.05, help="Seconds between queue checks."),
+           max_jobs: int = typer.Option(None, "--max-jobs", help="Exit after this many jobs.")) -> None:
+    """Claim queued jobs and run each in a child process (several workers may share one database)."""
+    import signal
+    import threading
+
+    from dsft.registry import db
+    from dsft.registry.worker import Worker
+
+    db.engine()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    w = Worker(concurrency=concurrency, poll=poll)
+    console.print(f"worker {w.name}: {concurrency} at a time, database {db.engine().url.render_as_string()}")
+    try:
+        w.run(stop, max_jobs)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@jobs_app.command("list")
+def jobs_list(status: str = typer.Option(None, "--status"), limit: int = typer.Option(20, "--limit")) -> None:
+    from dsft.registry import jobs
+
+    table = Table("id", "kind", "status", "attempt", "created", "error")
+    for j in jobs.listing(status, None, limit):
+        table.add_row(j.id, j.kind, j.status, str(j.attempt), j.created.strftime("%Y-%m-%d %H:%M:%S"),
+                      escape((j.error or "")[:60]))
+    console.print(table)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: str, events: bool = typer.Option(True, "--events/--no-events")) -> None:
+    from dsft.registry import jobs
+
+    console.print_json(json.dumps(jobs.job_dict(jobs.get(job_id))))
+    if events:
+        for e in jobs.events(job_id):
+            console.print(f"{e.created:%H:%M:%S} {e.kind:10s} {escape(json.dumps(e.data))}", highlight=False)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str) -> None:
+    from dsft.registry import jobs
+
+    console.print(f"{job_id}: was {jobs.cancel(job_id)}")
+
+
+@models_app.command("list")
+def models_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    from dsft.registry import db, store
+
+    with db.session() as s:
+        rows = store.list_models(s)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "latest", "versions", "aliases")
+    for r in rows:
+        table.add_row(r["name"], str(r["latest"]), str(r["versions"]),
+                      ", ".join(f"{a}->{v}" for a, v in sorted(r["aliases"].items())))
+    console.print(table)
+
+
+@models_app.command("show")
+def models_show(ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS"),
+                as_json: bool = typer.Option(False, "--json")) -> None:
+    from dsft.registry import db, store
+
+    with db.session() as s:
+        if ":" in ref or "@" in ref:
+            mv = store.resolve(s, ref)
+            out = {**store.version_dict(mv, store.aliases_of(s, mv.name).get(mv.version)), "config": mv.config}
+        else:
+            out = {"name": ref, "versions": store.versions(s, ref), "alias_log": store.alias_log(s, ref)}
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    if "versions" not in out:
+        console.print_json(json.dumps(out))
+        return
+    table = Table("version", "aliases", "kind", "dataset", "metrics", "created")
+    for v in out["versions"]:
+        metrics = ", ".join(f"{k} {val:.3f}" for k, val in v["metrics"].items() if isinstance(val, float))[:70]
+        table.add_row(str(v["version"]), ", ".join(v["aliases"]), v["kind"], (v["dataset_id"] or "")[:12], metrics,
+                      v["created"][:19])
+    console.print(table)
+    for e in out["alias_log"]:
+        console.print(f"{e['at'][:19]} {e['alias']}: {e['from']} -> {e['to']} {escape(e['reason'])}", highlight=False)
+
+
+@models_app.command("diff")
+def models_diff(a: str, b: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """What differs between two versions: config, data, metrics."""
+    from sqlalchemy import select
+
+    from dsft.registry import db, store
+    from dsft.registry.schema import Dataset
+
+    with db.session() as s:
+        va, vb = store.resolve(s, a), store.resolve(s, b)
+        ds = {d.id: d for d in s.scalars(select(Dataset).where(Dataset.id.in_([va.dataset_id, vb.dataset_id])))}
+        out = store.diff(va, vb, ds)
+    if as_json:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    console.print(f"[bold]{out['a']} vs {out['b']}[/]")
+    table = Table("config key", out["a"], out["b"])
+    for k, (x, y) in out["config"].items():
+        table.add_row(k, escape(str(x)), escape(str(y)))
+    console.print(table if out["config"] else "config: identical")
+    d = out["data"]
+    console.print(f"data: {'same dataset' if d['same'] else 'different datasets'} ({d['a']} vs {d['b']})")
+    table = Table("metric", out["a"], out["b"], "delta")
+    for k, m in out["metrics"].items():
+        table.add_row(k, str(m["a"]), str(m["b"]), "" if m["delta"] is None else f"{m['delta']:+.4f}")
+    console.print(table)
+
+
+@models_app.command("alias")
+def models_alias(name: str, alias: str, version: int = typer.Argument(None, help="Omit with --delete."),
+                 reason: str = typer.Option("", "--reason"), delete: bool = typer.Option(False, "--delete")) -> None:
+    """Point NAME@ALIAS at VERSION (logged), or delete the alias."""
+    from dsft.registry import store
+
+    if version is None and not delete:
+        raise UserError("give a VERSION, or --delete", f"e.g. dsft models alias {name} {alias} 3")
+    ev = store.set_alias(name, alias, None if delete else version, reason or "cli")
+    console.print(f"{name}@{alias}: {ev.old_version} -> {ev.new_version}")
+
+
+@pipeline_app.command("run")
+def pipeline_run(config: Path = typer.Argument(..., help="YAML: generate/inputs, prepare, train, eval, register."),
+                 wait: bool = typer.Option(True, "--wait/--no-wait", help="Run here and wait (else only queue it).")) -> None:
+    """collect/generate -> prepare -> train -> eval (vs base) -> register, as one job."""
+    from dsft.registry import jobs
+
+    try:
+        spec = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    except OSError as e:
+        raise UserError(f"cannot read {config}: {e.strerror}", "check the path") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"{config} is not valid YAML: {e}", "fix the YAML") from None
+    if not isinstance(spec, dict):
+        raise UserError(f"{config} must hold a mapping", "see configs/pipeline.yaml")
+    job_id = jobs.submit("pipeline", spec)
+    console.print(f"queued pipeline job {job_id}")
+    if not wait:
+        return
+    from dsft.registry.worker import Worker
+
+    w = Worker(poll=0.2)
+    shown = 0
+    while True:
+        w.tick()
+        for e in jobs.events(job_id, shown):
+            shown = e.id
+            console.print(f"{e.created:%H:%M:%S} {e.kind:10s} {escape(json.dumps(e.data)[:160])}", highlight=False)
+        job = jobs.get(job_id)
+        if job.status in jobs.DONE:
+            break
+        time.sleep(0.2)
+    w.shutdown()
+    if job.status != "succeeded":
+        raise UserError(f"pipeline {job.status}: {job.error}", f"see `dsft jobs show {job_id}`", exit_code=1)
+    console.print_json(json.dumps(job.result))
