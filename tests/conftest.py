@@ -47,3 +47,127 @@ def tiny_tokenizer(tiny_model):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model)
+
+
+# ---------------------------------------------------------------- the platform: databases and a live API
+
+PG_ADMIN = os.environ.get("DSFT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _pg_connect(dbname: str | None = None):
+    import psycopg
+
+    url = PG_ADMIN if dbname is None else PG_ADMIN.rsplit("/", 1)[0] + "/" + dbname
+    return psycopg.connect(url, autocommit=True, connect_timeout=5)
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL database on the machine's server (127.0.0.1:5432), dropped afterwards."""
+    import uuid
+
+    try:
+        admin = _pg_connect()
+    except Exception as e:  # noqa: BLE001
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN}: {e}")
+    name = f"dsft_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    from dsft.registry import db
+
+    db.dispose()
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, monkeypatch):
+    """Run the test once on SQLite in DSFT_HOME and once on a fresh PostgreSQL database."""
+    from dsft.registry import db
+
+    if request.param == "postgresql":
+        monkeypatch.setenv("DSFT_DATABASE_URL", request.getfixturevalue("pg_url"))
+    else:
+        monkeypatch.delenv("DSFT_DATABASE_URL", raising=False)
+    yield request.param
+    db.dispose()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveApi:
+    """`dsft api` in a subprocess on 127.0.0.1, as a user starts it."""
+
+    def __init__(self, home: Path, env: dict[str, str], worker: bool = True):
+        import time
+
+        import httpx
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.key = env.get("DSFT_API_KEY")
+        args = [sys.executable, "-m", "dsft", "api", "--port", str(self.port)] + ([] if worker else ["--no-worker"])
+        self.log = open(home.parent / f"api-{self.port}.log", "wb")
+        self.proc = subprocess.Popen(args, env={**os.environ, **env, "DSFT_HOME": str(home)}, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+            if self.proc.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError(f"dsft api did not start:\n{(home.parent / f'api-{self.port}.log').read_text()}")
+
+    def client(self, key: bool = True, timeout: float = 60):
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.key}"} if key and self.key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def wait_job(self, job_id: str, timeout: float = 300) -> dict:
+        import time
+
+        with self.client() as c:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                job = c.get(f"/api/jobs/{job_id}").json()
+                if job["status"] in ("succeeded", "failed", "cancelled"):
+                    return job
+                time.sleep(0.3)
+        raise TimeoutError(f"job {job_id} still {job['status']}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+@pytest.fixture
+def live_api(tmp_path):
+    """Factory: start `dsft api` with extra environment; every server started is stopped afterwards."""
+    started: list[LiveApi] = []
+
+    def start(env: dict[str, str] | None = None, worker: bool = True) -> LiveApi:
+        api = LiveApi(tmp_path / "home", {k: v for k, v in (env or {}).items() if v is not None}, worker)
+        started.append(api)
+        return api
+
+    yield start
+    for api in started:
+        api.stop()

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dsft.data.codes import InputError
 from dsft.errors import UserError
 
 log = logging.getLogger("dsft.api")
@@ -38,6 +39,16 @@ def install(app: FastAPI) -> None:
         not_found = e.message.startswith("no ")
         return JSONResponse(body("not_found" if not_found else "bad_request", e.message, e.fix),
                             status_code=404 if not_found else 400)
+
+    @app.exception_handler(InputError)
+    async def _input(_: Request, e: InputError):
+        missing = all(f.code == "file_not_found" for f in e.findings)
+        first = e.findings[0] if e.findings else None
+        return JSONResponse({"error": {"code": first.code if first else "bad_input",
+                                       "message": "; ".join(f"{f.where()}: {f.message}" for f in e.findings[:5]),
+                                       "fix": first.fix if first else "",
+                                       "findings": [f.to_dict() for f in e.findings[:50]]}},
+                            status_code=404 if missing else 400)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError):

@@ -18,9 +18,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from dsft.api.errors import ApiError
-from dsft.api.safety import check_paths, require_key
+from dsft.api.safety import check_paths, home_file, require_key
 from dsft.errors import UserError
-from dsft.home import dsft_home, inside_home
+from dsft.home import dsft_home
 from dsft.registry import continuous, db, jobs, store
 
 router = APIRouter(prefix="/api/finetuning", tags=["finetuning (the guide's API)"])
@@ -53,8 +53,9 @@ def collect(req: CollectRequest) -> dict[str, Any]:
     check_paths(req.components, "components")
     check_paths(req.style_guides, "style_guides")
     check_paths(req.html, "html", urls=True)
-    got = run(inside_home(req.components) if req.components else None, [inside_home(p) for p in req.style_guides],
-              [h if h.lower().startswith(("http://", "https://")) else str(inside_home(h)) for h in req.html],
+    got = run(home_file(req.components, "components") if req.components else None,
+              [home_file(p, "style_guides") for p in req.style_guides],
+              [h if h.lower().startswith(("http://", "https://")) else str(home_file(h, "html")) for h in req.html],
               timeout=10.0)
     saved = _save_rows("collected.jsonl", got.examples)
     return {"examples": len(got.examples), "problems": got.problems, **saved}
@@ -86,7 +87,7 @@ def score_quality(req: ScoreRequest) -> dict[str, Any]:
         raise ApiError(422, "invalid_request", "give exactly one of examples and path")
     if req.path is not None:
         check_paths(req.path, "path")
-        records = read_records(discover([inside_home(req.path)]))
+        records = read_records(discover([home_file(req.path, "path")]))
     else:
         records = (Record("<request>", k + 1, "", ex) for k, ex in enumerate(req.examples))
     out, scanner = [], Scanner(Options(scorer=req.scorer))
@@ -124,7 +125,8 @@ def generate_tool_examples(req: GenerateRequest) -> dict[str, Any]:
         tools = tools_from(req.tools, None, lambda code, msg: problems.append(msg))
         if problems or not tools:
             raise ApiError(400, "invalid_tools", problems[0] if problems else "no tools", "give OpenAI function specs")
-    examples = generate(load_scenarios(inside_home(req.scenarios) if req.scenarios else None), req.n, seed=req.seed,
+    examples = generate(load_scenarios(home_file(req.scenarios, "scenarios") if req.scenarios else None), req.n,
+                        seed=req.seed,
                         tools=tools, error_ratio=req.error_ratio, ood_ratio=req.ood_ratio)
     saved = _save_rows("generated.jsonl", examples)
     return {"count": len(examples), **saved, **({"examples": examples} if req.return_examples else {})}
@@ -146,7 +148,7 @@ def create_validation_split(req: SplitRequest) -> JSONResponse:
     spec = req.model_dump(exclude_none=True)
     check_paths(spec)
     for p in req.inputs:
-        if not inside_home(p).exists():
+        if not home_file(p, "inputs").exists():
             raise ApiError(404, "not_found", f"inputs: {p} does not exist", "upload it first (POST /api/datasets)")
     return accepted(jobs.submit("prepare", spec))
 
@@ -274,7 +276,7 @@ def register_model(req: RegisterRequest) -> dict[str, Any]:
         dataset_id = dataset_id or (job.result or {}).get("dataset_id") or job.spec.get("dataset_id")
     else:
         run = req.run
-    mv = store.register(store.Registration(req.name, inside_home(run), dataset_id=dataset_id, metrics=req.metrics,
+    mv = store.register(store.Registration(req.name, home_file(run, "run"), dataset_id=dataset_id, metrics=req.metrics,
                                            job_id=req.job_id, description=req.description))
     if req.alias:
         store.set_alias(mv.name, req.alias, mv.version, "register-model")

@@ -55,6 +55,8 @@ def check_paths(value: Any, where: str = "body", urls: bool = False) -> None:
         for i, v in enumerate(value):
             check_paths(v, f"{where}[{i}]", urls)
     elif isinstance(value, str):
+        if "\x00" in value:
+            raise ApiError(400, "invalid_path", f"{where}: holds a NUL character", "send plain text")
         low = value.lower()
         if low.startswith(("http://", "https://", "file:")):
             if not urls or low.startswith("file:"):
@@ -72,6 +74,16 @@ def check_paths(value: Any, where: str = "body", urls: bool = False) -> None:
         except ValueError:
             raise ApiError(400, "path_outside_home", f"{where}: {value!r} leads outside DSFT_HOME",
                            "use the path an upload returned, e.g. uploads/<id>/data.jsonl") from None
+
+
+def home_file(value: str, where: str = "path") -> Path:
+    """`value` resolved inside DSFT_HOME, or ApiError 400 naming the field."""
+    check_paths(value, where)
+    try:
+        return inside_home(value)
+    except ValueError as e:
+        raise ApiError(400, "path_outside_home", f"{where}: {e}",
+                       "use the path an upload returned, e.g. uploads/<id>/data.jsonl") from None
 
 
 def max_upload_bytes() -> int:

@@ -116,18 +116,20 @@ def finish(job_id: str, attempt: int, status: str, result: dict[str, Any] | None
 
 
 def cancel(job_id: str, url: str | None = None) -> str:
-    """Queued: cancelled at once. Running: its worker stops the run at the next step, after a checkpoint."""
+    """Queued: cancelled at once. Running: its worker stops the run at the next step, after a checkpoint.
+    Returns the status the job had."""
     with db.session(url) as s:
         job = s.get(Job, job_id, with_for_update=True)
         if job is None:
             raise UserError(f"no job {job_id}", "see the job list", exit_code=1)
+        before = job.status
         if job.status == "queued":
             job.status, job.finished = "cancelled", now()
             s.add(JobEvent(job_id=job_id, kind="status", data={"status": "cancelled"}))
         elif job.status == "running":
             job.cancel_requested = True
             s.add(JobEvent(job_id=job_id, kind="cancel_requested", data={}))
-        return job.status
+        return before
 
 
 def get(job_id: str, url: str | None = None) -> Job:
