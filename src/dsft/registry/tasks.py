@@ -86,12 +86,19 @@ def prepare(spec: dict[str, Any], ctx: Context) -> dict[str, Any]:
     result = run_prepare(inputs, staging, opts, val_ratio=spec.get("val_ratio", 0.1), seed=spec.get("seed", 0),
                          force=True)
     final = dsft_home() / "datasets" / result.dataset_id
-    if final.exists():
-        shutil.rmtree(staging)  # the same content was prepared before: one copy
-    else:
+    try:
         staging.rename(final)
-    with db.session(ctx.url) as s:
-        store.add_dataset(s, final, result.report, ctx.job_id)
+    except OSError:
+        if not (final / "train.jsonl").exists():
+            raise
+        shutil.rmtree(staging)  # the same content was prepared before (or just now, by another job): one copy
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        with db.session(ctx.url) as s:
+            store.add_dataset(s, final, result.report, ctx.job_id)
+    except IntegrityError:
+        pass  # recorded by a concurrent job with the same content
     ctx.event("dataset", dataset_id=result.dataset_id, counts=result.report["counts"])
     return {"dataset_id": result.dataset_id, "path": relative_to_home(final), "counts": result.report["counts"]}
 
