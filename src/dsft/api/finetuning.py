@@ -168,18 +168,22 @@ def _configs_dir() -> Path:
 def configure(req: ConfigureRequest) -> dict[str, Any]:
     """Validate a config, apply presets, store the resolved copy and estimate its memory."""
     from dsft.registry.tasks import base_model
-    from dsft.train.config import validate
+    from dsft.train.config import from_guide, resolve
     from dsft.train.estimate import estimate
 
     raw = dict(req.config)
-    raw.setdefault("output", {"dir": "runs/(set by the job)"})
     check_paths(raw, "config")
-    model = (raw.get("model") or {}).get("name_or_path")
-    if not model:
+    try:
+        raw = from_guide(raw) if "baseModel" in raw else raw
+    except (AttributeError, TypeError) as e:
+        raise ApiError(422, "invalid_config", f"the guide-layout config is malformed: {e}") from None
+    raw.setdefault("output", {"dir": "runs/(set by the job)"})
+    model = (raw.get("model") or {}).get("name_or_path") if isinstance(raw.get("model"), dict) else None
+    if not isinstance(model, str) or not model:
         raise ApiError(422, "invalid_request", "config.model.name_or_path is required", "e.g. tiny, or a hub id")
     raw["model"] = {**raw["model"], "name_or_path": base_model(model)}
     try:
-        cfg = validate(raw)
+        cfg = resolve(raw)
     except UserError as e:
         raise ApiError(422, "invalid_config", e.message, e.fix) from None
     resolved = cfg.model_dump(mode="json")

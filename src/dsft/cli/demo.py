@@ -1,25 +1,31 @@
-"""`dsft demo`: the main job on the embedded default, end to end as far as dsft goes today.
+"""`dsft demo`: the guide's demo, every phase through dsft's own REST API, on the embedded default.
 
-1. generate LightDom tool-use conversations from the built-in scenarios, add the guide's own
-   examples and a mixed-layout sample with deliberately broken rows;
-2. prepare a dataset (validate, score, deduplicate, split) and print the report;
-3. build the tiny DeepSeek-V3 model if needed, train it with its preset on the train split;
-4. score base and trained model on the held-out split through the shared renderer and parser.
-Later stages (registry, serving) extend this command as they land.
+It starts the service (API + worker) on 127.0.0.1 and walks the guide's phases as a client would:
+
+  phase 1  generate LightDom tool-use examples, upload the guide's examples and a mixed-layout
+           sample with broken rows, score them, prepare a dataset (validate, deduplicate, split);
+  phase 2  configure the tiny DeepSeek-V3 model's training (presets, memory estimate), generate
+           a standalone training script, train as a job while its events stream in;
+  eval     base vs trained on the held-out split (tool names, exact arguments, perplexity);
+  phase 3  register the trained model as lightdom:N and point `champion` at it;
+  continuous  send new examples (one broken) and show the loop's status;
+
+then prints a summary: dataset counts, training time, base vs trained, the registered version.
 """
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
-import orjson
+import httpx
 import typer
 from rich.console import Console
 
-from dsft.data.generate import builtin, generate, load_scenarios
-from dsft.data.pipeline import Options
-from dsft.data.prepare import prepare
-from dsft.home import dsft_home
+from dsft.errors import UserError
 
 console = Console()
 
@@ -28,72 +34,174 @@ def demo(n: int = typer.Option(1200, "-n", help="Generated tool-use examples."),
          seed: int = typer.Option(0, "--seed"),
          epochs: float = typer.Option(None, "--epochs", help="Override the tiny preset's epochs."),
          eval_limit: int = typer.Option(120, "--eval-limit", help="Held-out examples scored.")) -> None:
-    """Generate data, prepare it, train the tiny model and show base vs trained on held-out data."""
+    """Start the service on 127.0.0.1 and walk every phase of the guide through its REST API."""
+    started = time.perf_counter()
+    with Service() as api, httpx.Client(base_url=api.url, timeout=120) as c:
+        console.rule(f"[bold]dsft service on {api.url} (API + worker; OpenAPI at {api.url}/docs)")
+        dataset = _phase1(c, n, seed)
+        run = _phase2(c, dataset, seed, epochs)
+        comparison = _evaluate(c, dataset, run, eval_limit)
+        version = _phase3(c, run, dataset)
+        _continuous(c)
+        _summary(dataset, run, comparison, version, time.perf_counter() - started)
+
+
+class Service:
+    """`dsft api` in a thread of this process, on a free loopback port."""
+
+    def __enter__(self):
+        import socket
+
+        import uvicorn
+
+        from dsft.api.app import create_app
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.server = uvicorn.Server(uvicorn.Config(create_app(worker=True), host="127.0.0.1", port=port,
+                                                    log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise UserError("the demo service did not start", "see the messages above")
+            time.sleep(0.1)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=120)
+
+
+def _call(c: httpx.Client, method: str, url: str, **kw) -> dict:
+    r = c.request(method, url, **kw)
+    if r.status_code >= 400:
+        raise UserError(f"{method} {url} answered {r.status_code}: {r.text[:400]}", "this is a dsft bug: please report it")
+    console.print(f"[dim]{method} {url} -> {r.status_code}[/]")
+    return r.json()
+
+
+def _follow(c: httpx.Client, job_id: str, show=lambda e: None) -> dict:
+    """Stream the job's events (server-sent events) until it ends; returns the finished job."""
+    with c.stream("GET", f"/api/jobs/{job_id}/events", params={"follow": "true"}, timeout=None) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data: ") and line != "data: {}":
+                show(json.loads(line[6:]))
+    job = c.get(f"/api/jobs/{job_id}").json()
+    if job["status"] != "succeeded":
+        raise UserError(f"job {job_id} {job['status']}: {job['error']}", f"see DSFT_HOME/jobs/{job_id}/log.txt")
+    return job
+
+
+def _phase1(c: httpx.Client, n: int, seed: int) -> dict:
     from dsft.cli.data import print_report
-    from dsft.data.layouts import load_tools
+    from dsft.data.generate import builtin
 
-    work = dsft_home() / "demo"
-    raw = work / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    console.rule("[bold]1. generate")
-    examples = generate(load_scenarios(), n, seed=seed)
-    (raw / "generated.jsonl").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in examples))
-    kinds: dict[str, int] = {}
-    for e in examples:
-        kinds[e["metadata"]["kind"]] = kinds.get(e["metadata"]["kind"], 0) + 1
-    console.print(f"{len(examples)} tool-use conversations from the built-in LightDom scenarios: "
-                  + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))
-    samples = Path(str(builtin("samples")))
-    inputs = [_short(raw / "generated.jsonl"), *sorted(_short(p) for p in samples.iterdir() if p.is_file())]
-    console.print("plus the guide's examples and a mixed-layout sample: "
-                  + ", ".join(p.name for p in inputs[1:]))
-    console.rule("[bold]2. prepare (validate, score, deduplicate, split)")
-    tools = load_tools(builtin("lightdom_tools.json"))
-    result = prepare(inputs, work / "dataset", Options(tools=tools), seed=seed, force=True)
-    print_report(result.report, _short(result.out))
-    _train_and_compare(work, result.out, seed, epochs, eval_limit)
+    console.rule("[bold]phase 1: data")
+    gen = _call(c, "POST", "/api/finetuning/phase1/generate-tool-examples", json={"n": n, "seed": seed})
+    console.print(f"{gen['count']} tool-use conversations from the built-in LightDom scenarios -> {gen['path']}")
+    samples = sorted(p for p in Path(str(builtin("samples"))).iterdir() if p.is_file())
+    uploads = [_call(c, "POST", "/api/datasets", files={"file": (p.name, p.read_bytes())})["path"] for p in samples]
+    tools = _call(c, "POST", "/api/datasets", files={"file": ("lightdom_tools.json",
+                                                              builtin("lightdom_tools.json").read_bytes())})["path"]
+    console.print(f"uploaded the guide's examples and a mixed-layout sample: {', '.join(p.name for p in samples)}")
+    scored = _call(c, "POST", "/api/finetuning/phase1/score-quality", json={"path": uploads[-1]})
+    bad = [e for e in scored["examples"] if not e["valid"]]
+    console.print(f"score-quality on {samples[-1].name}: {scored['valid']}/{scored['count']} valid, mean quality "
+                  f"{scored['mean_quality']:.0f}; rejected: " + ", ".join(
+                      f"line {e['line']} [{e['findings'][0]['code']}]" for e in bad[:4]))
+    job = _call(c, "POST", "/api/finetuning/phase1/create-validation-split",
+                json={"inputs": [gen["path"], *uploads], "tools": tools, "seed": seed})
+    done = _follow(c, job["job_id"])
+    dataset = _call(c, "GET", f"/api/datasets/{done['result']['dataset_id']}")
+    print_report(dataset["report"], Path(dataset["path"]))
+    return dataset
 
 
-def _train_and_compare(work: Path, dataset: Path, seed: int, epochs: float | None, eval_limit: int) -> None:
-    import shutil
+def _phase2(c: httpx.Client, dataset: dict, seed: int, epochs: float | None) -> dict:
+    console.rule("[bold]phase 2: configure and train the tiny DeepSeek-V3 model (MLA + MoE)")
+    config = {"model": {"name_or_path": "tiny"}, "data": {"train": [dataset["path"] + "/train.jsonl"]},
+              "training": {"seed": seed, **({"epochs": epochs} if epochs else {})}}
+    conf = _call(c, "POST", "/api/finetuning/phase2/configure", json={"config": config})
+    t = conf["config"]["training"]
+    console.print(f"resolved config {conf['config_id']}: {conf['config']['method']} finetune, lr {t['learning_rate']:g}, "
+                  f"{t['epochs']:g} epochs, batch {t['batch_size']} (the tiny model's measured preset); memory "
+                  f"estimate {conf['memory']['total_gb'] * 1024:.0f} MiB for {conf['memory']['params']:,} parameters")
+    _call(c, "POST", "/api/finetuning/phase2/generate-scripts", json={"config_id": conf["config_id"]})
+    script = c.get("/api/finetuning/phase2/training-script", params={"config_id": conf["config_id"]}).text
+    console.print(f"standalone training script: {len(script.splitlines())} lines (transformers + peft), "
+                  "GET /api/finetuning/phase2/training-script")
+    job = _call(c, "POST", "/api/jobs", json={"kind": "train", "spec": {
+        "dataset_id": dataset["id"], "config": {k: v for k, v in conf["config"].items() if k != "output"}}})
 
-    from dsft.model.tiny import TinySpec, build
-    from dsft.train.config import load
-    from dsft.train.trainer import train
+    def show(event: dict) -> None:
+        d = event["data"]
+        if event["kind"] == "progress" and (d["step"] % 500 == 0 or d["step"] == d["total"]):
+            console.print(f"  step {d['step']}/{d['total']} loss {d['loss']:.3f}"
+                          + (f" eval {d['eval_loss']:.3f}" if d.get("eval_loss") else ""))
 
-    console.rule("[bold]3. train the tiny DeepSeek-V3 model")
-    model_dir = dsft_home() / "models" / "tiny-deepseek_v3"
-    if not (model_dir / "config.json").exists():
-        build(model_dir, TinySpec(seed=seed))
-        console.print(f"built the tiny model (MLA + MoE, random init, local BPE tokenizer) -> {_short(model_dir)}")
-    run_dir = work / "run"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    overrides = {"model.name_or_path": str(model_dir),
-                 "data.train": [str(dataset / "train.jsonl")], "data.validation": [str(dataset / "validation.jsonl")],
-                 "output.dir": str(run_dir), "training.seed": seed}
-    if epochs is not None:
-        overrides["training.epochs"] = epochs
-    cfg = load(None, overrides)
-    console.print(f"preset for the tiny model: {cfg.method} finetune, lr {cfg.training.learning_rate:g}, "
-                  f"{cfg.training.epochs:g} epochs, batch {cfg.training.batch_size} (chosen by measurement, "
-                  "see dsft/train/presets.py)")
-    result = train(cfg, lambda s, n, line: console.print(
-        f"  step {s}/{n} loss {line['loss']:.3f}" + (f" eval {line['eval_loss']:.3f}" if line.get("eval_loss") else ""))
-        if s % 500 == 0 or s == n else None)
-    console.print(f"trained in {result.seconds:.0f}s: {result.tokens_per_s:.0f} tokens/s, "
-                  f"pad fraction {result.pad_fraction:.2%}, eval loss {result.eval_loss:.3f} -> {_short(run_dir)}")
-    console.rule("[bold]4. held-out tool use: base vs trained (dsft eval compare: greedy, shared renderer + parser)")
+    run = _follow(c, job["job_id"], show)["result"]
+    console.print(f"trained in {run['seconds']:.0f}s ({run['tokens_per_s']:.0f} tokens/s), eval loss "
+                  f"{run['eval_loss']:.3f} -> {run['run']}")
+    return {**run, "job_id": job["job_id"]}
+
+
+def _evaluate(c: httpx.Client, dataset: dict, run: dict, limit: int) -> dict:
     from dsft.cli.evaluate import print_comparison
-    from dsft.eval.compare import run_compare
 
-    result = run_compare(str(model_dir), str(run_dir), [str(dataset / "validation.jsonl")], limit=eval_limit,
-                         labels=("base", "trained"))
-    print_comparison(result, ("base", "trained"), show=2, console=console)
+    console.rule("[bold]held-out tool use: base vs trained (greedy, shared renderer + parser)")
+    job = _call(c, "POST", "/api/jobs", json={"kind": "eval", "spec": {
+        "baseline": "tiny", "model": run["run"], "dataset_id": dataset["id"], "limit": limit}})
+    result = _follow(c, job["job_id"])["result"]
+    labels = ("base", "trained")
+    metrics = {k: {"base": v["baseline"], "trained": v["model"], "delta": v["delta"], **(
+        {"ci95": v["ci95"]} if "ci95" in v else {})} for k, v in result["metrics"].items()}
+    regressed = [{"example": e["example"], "base": e["baseline"], "trained": e["model"]}
+                 for e in result["regressed_examples"]]
+    print_comparison(SimpleNamespace(metrics=metrics, improved=[None] * result["improved"],
+                                     regressed=regressed + [None] * (result["regressed"] - len(regressed))),
+                     labels, show=len(regressed), console=console)
+    return metrics
 
 
-def _short(path: Path) -> Path:
-    """Paths relative to the working directory when they are under it: shorter reports."""
-    try:
-        return path.resolve().relative_to(Path.cwd())
-    except ValueError:
-        return path
+def _phase3(c: httpx.Client, run: dict, dataset: dict) -> dict:
+    console.rule("[bold]phase 3: register and version")
+    mv = _call(c, "POST", "/api/finetuning/phase3/register-model",
+               json={"name": "lightdom", "job_id": run["job_id"], "alias": "champion",
+                     "description": "dsft demo"})
+    console.print(f"registered {mv['ref']} ({mv['kind']}, sha256 {mv['artifact_sha256'][:12]}..., dataset "
+                  f"{mv['dataset_id'][:12]}..., config {mv['config_hash'][:12]}...) and pointed champion at it")
+    models = _call(c, "GET", "/api/finetuning/phase3/models")["models"]
+    console.print("models: " + ", ".join(f"{m['name']} (latest {m['latest']}, aliases {m['aliases']})" for m in models))
+    return mv
+
+
+def _continuous(c: httpx.Client) -> None:
+    from dsft.data.generate import generate, load_scenarios
+
+    console.rule("[bold]continuous training: examples arrive")
+    fresh = generate(load_scenarios(), 3, seed=99) + [{"messages": [{"role": "user", "content": "hi"}]}]
+    got = _call(c, "POST", "/api/finetuning/continuous/add-example", json={"examples": fresh})
+    console.print(f"{got['accepted']} accepted, {got['rejected']} rejected (" + ", ".join(
+        f"#{e['index']}: {e['findings'][0]['code']}" for e in got["examples"] if not e["accepted"]) + ")")
+    status = _call(c, "GET", "/api/finetuning/continuous/status")
+    console.print(f"buffer {status['buffered']}; a retrain starts at {status['next_trigger']['threshold']} "
+                  f"({status['next_trigger']['remaining']} to go) or on POST continuous/trigger; it is promoted "
+                  f"only if it beats the champion ({status['champion']}) on "
+                  f"{status['policy']['gate']['metric']}")
+
+
+def _summary(dataset: dict, run: dict, metrics: dict, version: dict, seconds: float) -> None:
+    console.rule("[bold]summary")
+    c = dataset["counts"]
+    console.print(f"dataset  {dataset['id'][:16]}...: {c['read']} read, {c['train']} train, {c['validation']} "
+                  f"validation, {c['rejected']} rejected, {c['duplicates']} duplicates")
+    console.print(f"training {run['seconds']:.0f}s, {run['steps']} steps, eval loss {run['eval_loss']:.3f}")
+    for key in ("tool_name_accuracy", "tool_args_exact_match", "perplexity"):
+        if key in metrics:
+            m = metrics[key]
+            console.print(f"{key:22s} base {m['base']:.3f} -> trained {m['trained']:.3f}")
+    console.print(f"registered {version['ref']} (alias champion); demo took {seconds / 60:.1f} min")

@@ -198,6 +198,7 @@ def evaluate(spec: dict[str, Any], ctx: Context) -> dict[str, Any]:
                       labels=("baseline", "model"))
     out = cmp.to_dict()
     out["improved"], out["regressed"] = len(cmp.improved), len(cmp.regressed)
+    out["regressed_examples"] = cmp.regressed[:5]
     ctx.event("metrics", **{k: v.get("model") for k, v in cmp.metrics.items()})
     return out
 

@@ -169,9 +169,14 @@ def validate(raw: dict[str, Any]) -> TrainConfig:
 
 def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Config file (optional) + dotted overrides, with the presets of its model and method beneath."""
+    return resolve(read_file(path) if path is not None else {}, overrides)
+
+
+def resolve(raw: dict[str, Any], overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """A config as nested dicts (dsft's layout or the guide's) + dotted overrides, presets beneath."""
     from dsft.train.presets import defaults
 
-    raw = read_file(path) if path is not None else {}
+    raw = from_guide(dict(raw)) if "baseModel" in raw else raw
     flags = dict(overrides or {})
     layered = merge(raw, flags)
     model = layered.get("model", {}).get("name_or_path")
