@@ -55,3 +55,15 @@ def test_tiny_model_gets_its_measured_preset(tiny_model):
     assert (cfg.method, cfg.training.learning_rate, cfg.training.epochs) == ("full", 2e-3, 20)
     assert load(None, {"model.name_or_path": str(tiny_model), "data.train": ["x"], "output.dir": "o",
                        "method": "lora"}).training.learning_rate == 2e-4
+
+
+def test_shipped_pipelines_validate():
+    import yaml
+
+    from dsft.api.finetuning import PipelineRequest
+
+    paths = sorted((Path(__file__).parent.parent / "configs" / "pipelines").glob("*.yaml"))
+    assert paths
+    for path in paths:
+        assert path.read_text().startswith("# dsft pipeline run configs/pipelines/" + path.name)
+        PipelineRequest.model_validate(yaml.safe_load(path.read_text()))

@@ -1,0 +1,54 @@
+"""`dsft models`, `dsft jobs` and `dsft pipeline` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dsft.registry import db, jobs, store
+from tests.conftest import run_dsft
+from tests.test_registry import fake_run
+
+
+def test_models_list_show_diff_alias(tmp_path):
+    home = tmp_path / "home"
+    store.register(store.Registration("lightdom", fake_run(home, "a", lr=1e-3), dataset_id="d1", metrics={"acc": 0.5}))
+    store.register(store.Registration("lightdom", fake_run(home, "b", lr=2e-3), dataset_id="d2", metrics={"acc": 0.8}))
+    db.dispose()
+    out = run_dsft("models", "alias", "lightdom", "champion", "2", "--reason", "better", check=0).stdout
+    assert "None -> 2" in out
+    listed = json.loads(run_dsft("models", "list", "--json", check=0).stdout)
+    assert listed == [{"name": "lightdom", "latest": 2, "versions": 2, "aliases": {"champion": 2},
+                       "created": listed[0]["created"]}]
+    shown = json.loads(run_dsft("models", "show", "lightdom@champion", "--json", check=0).stdout)
+    assert shown["version"] == 2 and shown["aliases"] == ["champion"] and shown["config"]["method"] == "lora"
+    diff = json.loads(run_dsft("models", "diff", "lightdom:1", "lightdom@champion", "--json", check=0).stdout)
+    assert diff["metrics"]["acc"]["delta"] == pytest.approx(0.3) and diff["data"]["same"] is False
+    table = run_dsft("models", "diff", "lightdom:1", "lightdom:2", check=0).stdout
+    assert "training.learning_rate" in table and "different datasets" in table
+    err = run_dsft("models", "show", "lightdom:9", check=1).stderr
+    assert "no model version" in err and "fix:" in err
+    err = run_dsft("models", "alias", "lightdom", "champion", "7", check=1).stderr
+    assert "has no version 7" in err
+
+
+def test_jobs_list_show_cancel(tmp_path):
+    job_id = jobs.submit("prepare", {"inputs": []})
+    db.dispose()
+    assert job_id in run_dsft("jobs", "list", check=0).stdout
+    assert "was queued" in run_dsft("jobs", "cancel", job_id, check=0).stdout
+    shown = run_dsft("jobs", "show", job_id, check=0).stdout
+    assert '"status": "cancelled"' in shown and "status" in shown
+
+
+@pytest.mark.slow
+def test_pipeline_run_from_a_yaml_file(tmp_path):
+    spec = tmp_path / "p.yaml"
+    spec.write_text("generate: {n: 80, seed: 3}\ntrain: {overrides: {training.epochs: 1}}\neval: false\n"
+                    "register: {name: quick}\n")
+    out = run_dsft("pipeline", "run", spec, check=0).stdout
+    assert "queued pipeline job" in out and '"ref": "quick:1"' in out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- not a mapping\n")
+    assert "must hold a mapping" in run_dsft("pipeline", "run", bad, check=2).stderr
