@@ -82,3 +82,16 @@ def test_better_data_is_promoted_worse_data_is_not():
         assert store.resolve(s, "lightdom:3").description.startswith("retrain")  # registered, not promoted
     status = continuous.status()
     assert status["last_run"]["verdict"] == "kept" and status["buffered"] == 0 and status["used"] == 1200
+
+
+def test_schedule_starts_a_retrain_only_when_due_and_buffered():
+    continuous.set_policy(continuous.Policy(name="m", threshold=1000, schedule_seconds=0.01))
+    assert continuous.maybe_retrain("schedule") is None  # empty buffer: nothing to do
+    continuous.add_examples(good_examples(1, 0))
+    job_id = continuous.maybe_retrain("schedule")
+    assert job_id is not None and jobs.get(job_id).spec["reason"] == "schedule"
+    assert continuous.maybe_retrain("schedule") is None  # one at a time
+    assert continuous.status()["active_job"] == job_id and "scheduled_at" in continuous.status()["next_trigger"]
+    continuous.set_policy(continuous.Policy(name="m", threshold=1000))
+    jobs.cancel(job_id)
+    assert continuous.maybe_retrain("schedule") is None  # no schedule configured

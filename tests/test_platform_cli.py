@@ -52,3 +52,16 @@ def test_pipeline_run_from_a_yaml_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("- not a mapping\n")
     assert "must hold a mapping" in run_dsft("pipeline", "run", bad, check=2).stderr
+
+
+@pytest.mark.slow
+def test_pipeline_collects_from_a_style_guide(tmp_path):
+    guide = tmp_path / "home" / "uploads" / "g" / "style.md"
+    guide.parent.mkdir(parents=True)
+    guide.write_text("# UI\n\n## Buttons\n\nUse the primary button for the main action, one per view.\n\n"
+                     "## Forms\n\nLabel every field; put errors under the field they belong to.\n")
+    spec = tmp_path / "p.yaml"
+    spec.write_text("collect: {style_guides: [uploads/g/style.md]}\ngenerate: {n: 60}\n"
+                    "train: {overrides: {training.epochs: 1}}\neval: false\n")
+    out = run_dsft("pipeline", "run", spec, check=0).stdout
+    assert '"collect"' in out and '"examples": 2' in out

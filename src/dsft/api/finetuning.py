@@ -345,6 +345,7 @@ def put_policy(policy: continuous.Policy) -> dict[str, Any]:
 class PipelineRequest(Strict):
     generate: dict[str, int] | None = Field(None, description="{n, seed}: the built-in LightDom generator")
     inputs: list[str] = Field(default_factory=list, max_length=1000, description="files inside DSFT_HOME")
+    collect: CollectRequest | None = Field(None, description="components / style guides / HTML to collect from")
     tools: str | None = None
     prepare: dict[str, Any] = Field(default_factory=dict)
     train: dict[str, Any] = Field(default_factory=dict, description="{model, config, overrides}")
@@ -355,8 +356,12 @@ class PipelineRequest(Strict):
 @router.post("/run-pipeline", dependencies=write, status_code=202)
 def run_pipeline(req: PipelineRequest) -> JSONResponse:
     spec = req.model_dump(exclude_none=True, by_alias=True)
-    check_paths(spec)
-    if not req.generate and not req.inputs:
+    check_paths({k: v for k, v in spec.items() if k != "collect"})
+    if req.collect:
+        check_paths(req.collect.components, "collect.components")
+        check_paths(req.collect.style_guides, "collect.style_guides")
+        check_paths(req.collect.html, "collect.html", urls=True)
+    if not req.generate and not req.inputs and not req.collect:
         raise ApiError(422, "invalid_request", "the pipeline has no data", "give generate: {n: 400} or inputs")
     if req.register_as:
         store.check_name(req.register_as.get("name", ""))

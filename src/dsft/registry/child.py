@@ -16,6 +16,7 @@ import threading
 import time
 import traceback
 
+from dsft.data.codes import InputError
 from dsft.errors import UserError
 from dsft.registry import jobs, tasks
 
@@ -48,6 +49,10 @@ def main(job_id: str, attempt: int) -> int:
         return 0
     except UserError as e:
         jobs.finish(job_id, attempt, "failed", error=f"{e.message}" + (f" (fix: {e.fix})" if e.fix else ""))
+        return 1
+    except InputError as e:  # inputs that cannot be read at all: a user error too
+        jobs.finish(job_id, attempt, "failed", error="; ".join(f"{f.where()}: {f.message} (fix: {f.fix})"
+                                                               for f in e.findings[:5]))
         return 1
     except Exception as e:  # noqa: BLE001 - any other failure fails the job, with the traceback in its log
         traceback.print_exc()

@@ -1,6 +1,7 @@
 """The full pipeline as one job: generate/collect -> prepare -> train -> eval -> register [-> alias].
 
     {"generate": {"n": 400, "seed": 0},        # the built-in LightDom scenarios (or "inputs": [...])
+     "collect": {"components": "uploads/<id>/src", "style_guides": [...], "html": [...]},   # optional
      "prepare": {"val_ratio": 0.1, "seed": 0},
      "train": {"model": "tiny", "overrides": {"training.epochs": 8}},
      "eval": {"limit": 60},                   # base vs trained on the held-out split; false = skip
@@ -28,6 +29,23 @@ def run(spec: dict[str, Any], ctx: tasks.Context) -> dict[str, Any]:
     out: dict[str, Any] = {}
     inputs = list(spec.get("inputs") or [])
     tools = spec.get("tools")
+    if spec.get("collect"):
+        from dsft.data.collect import collect
+
+        c = spec["collect"]
+        ctx.phase("collect", **{k: v for k, v in c.items() if k in ("components", "style_guides", "html")})
+        got = collect(tasks.home_path(c["components"]) if c.get("components") else None,
+                      [tasks.home_path(p) for p in c.get("style_guides") or []],
+                      [h if h.startswith(("http://", "https://")) else str(tasks.home_path(h))
+                       for h in c.get("html") or []])
+        if not got.examples:
+            raise UserError("collect found no examples: " + "; ".join(got.problems[:3]),
+                            "check the collect sources (style guides need ## sections with text)")
+        path = work / "collected.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in got.examples))
+        inputs.append(relative_to_home(path))
+        out["collect"] = {"examples": len(got.examples), "problems": got.problems, "file": relative_to_home(path)}
     if spec.get("generate"):
         g = spec["generate"]
         ctx.phase("generate", n=g.get("n", 400))
@@ -38,7 +56,7 @@ def run(spec: dict[str, Any], ctx: tasks.Context) -> dict[str, Any]:
         tools = tools or str(builtin("lightdom_tools.json"))
         out["generate"] = {"examples": len(examples), "file": relative_to_home(path)}
     if not inputs:
-        raise UserError("the pipeline has no data", "give generate: {n: ...} or inputs: [files inside DSFT_HOME]")
+        raise UserError("the pipeline has no data", "give generate: {n: ...}, collect: {...} or inputs: [files]")
     prep = tasks.prepare({**(spec.get("prepare") or {}), "inputs": inputs, "tools": tools}, ctx)
     out["prepare"] = prep
     train_spec = dict(spec.get("train") or {})
