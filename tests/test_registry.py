@@ -152,7 +152,7 @@ def test_schema_comes_from_migrations(database):
     import sqlalchemy as sa
 
     with db.engine().connect() as c:
-        assert c.execute(sa.text("select version_num from alembic_version")).scalar() == "0001"
+        assert c.execute(sa.text("select version_num from alembic_version")).scalar() == "0002"
         assert {"jobs", "job_events", "model_versions", "aliases", "alias_events", "datasets", "examples",
                 "settings"} <= set(sa.inspect(c).get_table_names())
     assert ModelVersion.__tablename__ == "model_versions"

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from dsft import __version__
-from dsft.api import errors, finetuning, resources
+from dsft.api import errors, finetuning, resources, serving
 from dsft.api.errors import ApiError
 from dsft.api.safety import api_key, require_key
 
@@ -58,5 +58,6 @@ def create_app(worker: bool = True, concurrency: int = 1) -> FastAPI:
         return {"status": "ok", "version": __version__, "worker": bool(worker)}
 
     app.include_router(finetuning.router)
+    app.include_router(serving.router)
     app.include_router(resources.router)
     return app

@@ -44,6 +44,8 @@ def _register() -> None:
     app.command("demo")(demo.demo)
     app.command("api")(platform.api)
     app.command("worker")(platform.worker)
+    app.command("serve")(platform.serve)
+    app.command("deploy")(platform.deploy)
     app.add_typer(platform.jobs_app, name="jobs")
     app.add_typer(platform.models_app, name="models")
     app.add_typer(platform.pipeline_app, name="pipeline")

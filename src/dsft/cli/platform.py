@@ -214,3 +214,57 @@ def pipeline_run(config: Path = typer.Argument(..., help="YAML: generate/inputs,
     if job.status != "succeeded":
         raise UserError(f"pipeline {job.status}: {job.error}", f"see `dsft jobs show {job_id}`", exit_code=1)
     console.print_json(json.dumps(job.result))
+
+
+def serve(model: list[str] = typer.Option(..., "--model", "-m",
+                                          help="RUN folder, NAME@ALIAS or NAME:VERSION; repeat for several."),
+          host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8001, "--port"),
+          name: str = typer.Option("prod", "--name", help="The deployment target this server answers for."),
+          backend: str = typer.Option("hf", "--backend", help="hf (transformers + peft) or vllm (GPU)."),
+          max_batch: int = typer.Option(8, "--max-batch", min=1, help="Requests generated together (hf)."),
+          poll: float = typer.Option(1.0, "--poll", help="Seconds between registry checks (deployments, A/B)."),
+          registry: bool = typer.Option(True, "--registry/--no-registry",
+                                        help="Follow deployments and A/B tests in the registry.")) -> None:
+    """Serve models behind an OpenAI-compatible API (/v1/chat/completions, /v1/models, /metrics)."""
+    import uvicorn
+
+    from dsft.api.safety import api_key
+    from dsft.serve.app import create_app
+
+    if api_key() is None and not _loopback(host):
+        raise UserError(f"refusing to listen on {host} without an API key",
+                        "set DSFT_API_KEY (clients send Authorization: Bearer <key>), or use --host 127.0.0.1")
+    if backend == "hf":
+        from dsft.serve.hf import HFBackend
+
+        engine = HFBackend(max_batch=max_batch)
+    elif backend == "vllm":
+        from dsft.serve.vllm import VLLMBackend
+
+        engine = VLLMBackend()
+    else:
+        raise UserError(f"unknown backend {backend!r}", "use --backend hf or --backend vllm")
+    uvicorn.run(create_app(engine, model, target=name, poll=poll, registry=registry), host=host, port=port,
+                log_level="warning")
+
+
+def deploy(ref: str = typer.Argument(..., help="NAME@ALIAS or NAME:VERSION"),
+           target: str = typer.Option("prod", "--as", help="The `dsft serve --name` to deploy to."),
+           canary: float = typer.Option(None, "--canary", help="Share of traffic (percent) for the new version."),
+           wait: float = typer.Option(0, "--wait", help="Seconds to wait for the server to apply it (0: do not).")) -> None:
+    """Deploy a registered version to a serving target; the server checks readiness before traffic moves."""
+    from dsft.registry import rollout
+
+    dep = rollout.deploy(ref, target, canary, {"via": "cli"})
+    console.print(f"deployment {dep.id}: {dep.model}:{dep.version} -> {target} "
+                  f"({dep.canary_percent:g}% of traffic), pending")
+    deadline = time.monotonic() + wait
+    while wait and time.monotonic() < deadline:
+        status = rollout.get(dep.id)["status"]
+        if status != "pending":
+            console.print(f"deployment {dep.id}: {status}")
+            if status == "failed":
+                raise UserError(f"deployment {dep.id} failed its readiness check; the previous version stays live",
+                                f"see `dsft deployments show {dep.id}`", exit_code=1)
+            return
+        time.sleep(0.5)

@@ -120,3 +120,62 @@ class Setting(Base):
     __tablename__ = "settings"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[dict[str, Any]]
+
+
+class Deployment(Base):
+    """A model version put behind a serving target (`dsft serve --name TARGET`), whole or as a canary."""
+
+    __tablename__ = "deployments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    target: Mapped[str] = mapped_column(String(64), index=True)
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    canary_percent: Mapped[float] = mapped_column(default=100.0)  # share of traffic the new version takes
+    previous_id: Mapped[int | None]
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending live failed rolled_back superseded
+    requested_by: Mapped[dict[str, Any]]
+    health: Mapped[dict[str, Any] | None]
+    created: Mapped[datetime] = mapped_column(default=now)
+    updated: Mapped[datetime] = mapped_column(default=now)
+
+
+class DeploymentEvent(Base):
+    __tablename__ = "deployment_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]]
+    created: Mapped[datetime] = mapped_column(default=now)
+
+
+class AbTest(Base):
+    """Two or more versions of a model sharing its traffic by weight; clients report outcomes."""
+
+    __tablename__ = "ab_tests"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), index=True)  # the name clients request
+    variants: Mapped[list[Any]]  # [{"name", "version", "weight"}]
+    metric: Mapped[str] = mapped_column(String(32))  # outcome_rate | rating | latency
+    min_samples: Mapped[int] = mapped_column(Integer)
+    alpha: Mapped[float] = mapped_column(default=0.05)
+    auto_promote: Mapped[bool] = mapped_column(Boolean, default=False)
+    alias: Mapped[str] = mapped_column(String(64), default="champion")
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running stopped decided
+    winner: Mapped[str | None] = mapped_column(String(64))
+    created: Mapped[datetime] = mapped_column(default=now)
+
+
+class AbStat(Base):
+    """Per-variant counters, incremented by gateways (requests) and clients (outcomes)."""
+
+    __tablename__ = "ab_stats"
+    test_id: Mapped[str] = mapped_column(ForeignKey("ab_tests.id", ondelete="CASCADE"), primary_key=True)
+    variant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    latency_ms_sum: Mapped[float] = mapped_column(default=0.0)
+    tokens_in: Mapped[int] = mapped_column(BigInteger, default=0)
+    tokens_out: Mapped[int] = mapped_column(BigInteger, default=0)
+    outcomes: Mapped[int] = mapped_column(BigInteger, default=0)
+    successes: Mapped[int] = mapped_column(BigInteger, default=0)
+    rating_sum: Mapped[float] = mapped_column(default=0.0)

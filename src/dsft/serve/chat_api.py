@@ -1,0 +1,200 @@
+"""OpenAI chat completions <-> dsft: request to Conversation to prompt ids, generated text to
+an assistant message with `tool_calls` (arguments as JSON strings at this boundary only).
+
+tool_choice: "auto" lets the model decide; "none" ends the turn where a tool call would begin;
+"required" and a named function start the assistant turn with the tool-call markers (and the
+name), so the model can only continue with a call. The renderer and the parser are the ones
+training and evaluation use, so what is served is what was trained and measured.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dsft.chat.parse import parse_assistant
+from dsft.serve.backend import Generation, Sampling
+
+CALLS_BEGIN, CALL_BEGIN, SEP = "<｜tool▁calls▁begin｜>", "<｜tool▁call▁begin｜>", "<｜tool▁sep｜>"
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")  # OpenAI adds fields often; unknown ones are ignored
+
+    model: str
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    max_tokens: int | None = Field(None, ge=1, le=32768)
+    max_completion_tokens: int | None = Field(None, ge=1, le=32768)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    user: str | None = Field(None, max_length=256)
+    n: int | None = Field(None, ge=1, le=1)
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def sampling(req: ChatRequest) -> Sampling:
+    return Sampling(max_tokens=req.max_completion_tokens or req.max_tokens or 256,
+                    temperature=req.temperature if req.temperature is not None else 0.0,
+                    top_p=req.top_p if req.top_p is not None else 1.0, seed=req.seed,
+                    stop_at_tool_call=_no_calls(req), must_start_with=name_constraint(req))
+
+
+def _no_calls(req: ChatRequest) -> bool:
+    """tool_choice "none", or no tools declared: a tool call here would be a hallucination."""
+    return req.tool_choice == "none" or not req.tools
+
+
+def forced_prefix(req: ChatRequest) -> str:
+    """Text the assistant turn is made to start with, for tool_choice required / a named function:
+    the tool-call markers up to the function name (the name itself is a decoding constraint, see
+    `name_constraint`: byte-level BPE merges the name with what follows it, so appending its
+    tokens would show the model a split it never saw in training)."""
+    choice = req.tool_choice
+    if choice == "required" and not req.tools:
+        raise BadRequest("tool_choice 'required' needs tools")
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        if not name or name not in {(t.get("function") or t).get("name") for t in req.tools or []}:
+            raise BadRequest(f"tool_choice names {name!r}, which is not among the request's tools")
+    if choice == "required" or isinstance(choice, dict):
+        return CALLS_BEGIN + CALL_BEGIN + "function" + SEP
+    return ""
+
+
+def name_constraint(req: ChatRequest) -> str | None:
+    if isinstance(req.tool_choice, dict):
+        return req.tool_choice["function"]["name"] + "\n"
+    return None
+
+
+def prompt_ids(req: ChatRequest, tokenizer) -> tuple[list[int], str]:
+    """The prompt's token ids, ending with the forced assistant prefix (returned as text too)."""
+    from dsft.chat.render import render_prompt
+    from dsft.data.pipeline import to_conversation
+
+    record: dict[str, Any] = {"messages": req.messages}
+    if req.tools:
+        record["tools"] = req.tools
+    if req.parallel_tool_calls is not None:
+        record["parallel_tool_calls"] = req.parallel_tool_calls
+    try:
+        conv = to_conversation(record, prompt=True)
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+    ids = render_prompt(conv, tokenizer)
+    prefix = forced_prefix(req)
+    if prefix:
+        ids = ids + tokenizer.encode(prefix, add_special_tokens=False)
+    return ids, prefix
+
+
+def apply_stop(text: str, stop: str | list[str] | None) -> tuple[str, bool]:
+    for s in [stop] if isinstance(stop, str) else stop or []:
+        if s and s in text:
+            return text[: text.index(s)], True
+    return text, False
+
+
+def message(text: str, req: ChatRequest) -> tuple[dict[str, Any], str]:
+    """The assistant message for generated `text` (forced prefix included) and its finish reason."""
+    from dsft.chat.parse import EOS
+
+    text = text.split(EOS, 1)[0]
+    turn = parse_assistant(text, id_prefix=f"call_{uuid.uuid4().hex[:8]}_")
+    if turn.ok and turn.tool_calls and not _no_calls(req):
+        calls = [{"id": c.id, "type": "function",
+                  "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
+                 for c in turn.tool_calls]
+        content = (turn.content or "").strip() or None
+        return {"role": "assistant", "content": content, "tool_calls": calls}, "tool_calls"
+    content = text.split(CALLS_BEGIN, 1)[0] if _no_calls(req) else text
+    content, _ = apply_stop(content, req.stop)
+    return {"role": "assistant", "content": content}, "stop"
+
+
+def completion(req: ChatRequest, model_name: str, gen: Generation, prefix: str) -> dict[str, Any]:
+    msg, reason = message(prefix + gen.text, req)
+    if reason == "stop" and gen.finish_reason == "length":
+        reason = "length"
+    return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "model": model_name, "choices": [{"index": 0, "message": msg, "finish_reason": reason, "logprobs": None}],
+            "usage": usage(gen)}
+
+
+def usage(gen: Generation) -> dict[str, int]:
+    return {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
+            "total_tokens": gen.prompt_tokens + gen.completion_tokens}
+
+
+def chunk(cid: str, model_name: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model_name,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+
+
+class StreamShaper:
+    """Turns text deltas into OpenAI chunks: content streams as it comes; from the first tool-call
+    marker on, text is held and sent as `tool_calls` deltas (one per call) when the turn ends."""
+
+    def __init__(self, req: ChatRequest, model_name: str, prefix: str):
+        self.req, self.model, self.prefix = req, model_name, prefix
+        self.cid = f"chatcmpl-{uuid.uuid4().hex}"
+        self.text, self.sent, self.holding = prefix, 0, bool(prefix)
+
+    def first(self) -> dict[str, Any]:
+        return chunk(self.cid, self.model, {"role": "assistant", "content": ""})
+
+    def feed(self, delta: str) -> list[dict[str, Any]]:
+        from dsft.chat.parse import EOS
+
+        self.text += delta
+        if self.holding:
+            return []
+        visible = self.text.split(EOS, 1)[0]
+        if CALLS_BEGIN in visible:
+            self.holding = True
+            visible = visible.split(CALLS_BEGIN, 1)[0]
+        visible, stopped = apply_stop(visible, self.req.stop)
+        safe = len(visible)
+        if not self.holding and not stopped:  # keep back what might be the start of a marker or stop word
+            tail = visible.rfind("<")
+            if tail >= 0 and len(visible) - tail < 24:
+                safe = tail
+        out = []
+        if safe > self.sent:
+            out.append(chunk(self.cid, self.model, {"content": visible[self.sent:safe]}))
+            self.sent = safe
+        return out
+
+    def finish(self, gen: Generation) -> list[dict[str, Any]]:
+        msg, reason = message(self.text, self.req)
+        out = []
+        if msg.get("tool_calls"):
+            if msg.get("content") and self.sent == 0:
+                out.append(chunk(self.cid, self.model, {"content": msg["content"]}))
+            for k, call in enumerate(msg["tool_calls"]):
+                out.append(chunk(self.cid, self.model, {"tool_calls": [{"index": k, **call}]}))
+        else:
+            rest = (msg["content"] or "")[self.sent:]
+            if rest:
+                out.append(chunk(self.cid, self.model, {"content": rest}))
+            if gen.finish_reason == "length":
+                reason = "length"
+        out.append(chunk(self.cid, self.model, {}, reason))
+        if (self.req.stream_options or {}).get("include_usage"):
+            out.append({"id": self.cid, "object": "chat.completion.chunk", "created": int(time.time()),
+                        "model": self.model, "choices": [], "usage": usage(gen)})
+        return out

@@ -1,0 +1,104 @@
+"""A/B statistics on a simulated population, assignment, and the guide's ab-test endpoints."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from dsft.errors import UserError
+from dsft.registry import abtest, db, store
+from tests.test_registry import fake_run
+
+
+@pytest.fixture
+def two_versions(tmp_path):
+    home = tmp_path / "home"
+    for name in ("a", "b"):
+        store.register(store.Registration("lightdom", fake_run(home, name)))
+    yield
+    db.dispose()
+
+
+def test_assignment_is_sticky_and_follows_the_weights(two_versions):
+    test = abtest.create("lightdom", [{"version": 1, "weight": 80}, {"version": 2, "weight": 20}])
+    users = [f"user-{k}" for k in range(20000)]
+    first = [abtest.assign(test.id, test.variants, u) for u in users]
+    assert first == [abtest.assign(test.id, test.variants, u) for u in users]  # sticky
+    share = Counter(first)["B"] / len(users)
+    assert abs(share - 0.20) < 0.015, share
+    with pytest.raises(UserError, match="already has a running"):
+        abtest.create("lightdom", [{"version": 1}, {"version": 2}])
+
+
+def test_simulated_population_declares_b_after_enough_samples_and_not_before(two_versions):
+    rng = random.Random(7)
+    test = abtest.create("lightdom", [{"version": 1}, {"version": 2}], min_samples=400, auto_promote=True)
+    truth = {"A": 0.30, "B": 0.40}
+    verdicts = []
+    for k in range(4000):
+        user = f"u{k}"
+        variant = abtest.assign(test.id, test.variants, user)
+        abtest.outcome(test.id, user=user, success=rng.random() < truth[variant])
+        if k in (100, 400, 700):
+            verdicts.append(abtest.results(test.id, promote=False)["winner"])
+    assert verdicts[:2] == [None, None]  # too few samples to call it
+    early = abtest.results(test.id, promote=False)
+    assert early["leader"] == "B" and early["winner"] == "B" and early["p_values"]["A"] < 0.05
+    b = next(v for v in early["variants"] if v["name"] == "B")
+    assert b["rate_ci95"][0] < 0.40 < b["rate_ci95"][1] and b["prob_best"] > 0.95
+    final = abtest.results(test.id)  # decides, and moves the alias
+    assert final["status"] == "decided" and final["promoted"] == "lightdom@champion -> 2"
+    with db.session() as s:
+        assert store.resolve(s, "lightdom@champion").version == 2
+        assert "A/B test" in store.alias_log(s, "lightdom")[-1]["reason"]
+
+
+def test_no_difference_is_not_declared(two_versions):
+    rng = random.Random(3)
+    test = abtest.create("lightdom", [{"version": 1}, {"version": 2}], min_samples=200)
+    for k in range(3000):
+        abtest.outcome(test.id, user=f"u{k}", success=rng.random() < 0.35)
+    res = abtest.results(test.id)
+    assert res["winner"] is None and "no significant difference" in res["recommendation"]
+
+
+def test_stats_helpers():
+    assert abtest.two_proportion_p(50, 100, 50, 100) == pytest.approx(1.0)
+    assert abtest.two_proportion_p(60, 100, 40, 100) == pytest.approx(0.0047, abs=5e-4)  # z = 2.83
+    lo, hi = abtest.wilson(30, 100)
+    assert lo == pytest.approx(0.219, abs=1e-3) and hi == pytest.approx(0.396, abs=1e-3)
+    assert abtest.prob_best([(10, 100), (90, 100)])[1] > 0.999
+
+
+@pytest.mark.slow
+def test_ab_test_and_deploy_endpoints(live_api, tmp_path):
+    home = tmp_path / "home"
+    for name in ("a", "b"):
+        store.register(store.Registration("lightdom", fake_run(home, name)))
+    db.dispose()
+    api = live_api(worker=False)
+    with api.client() as c:
+        bad = c.post("/api/finetuning/phase3/ab-test", json={"model": "lightdom", "variants": [{"version": 1}]})
+        assert bad.status_code == 422
+        created = c.post("/api/finetuning/phase3/ab-test", json={
+            "model": "lightdom", "variants": [{"version": 1, "weight": 1}, {"version": 2, "weight": 1}],
+            "min_samples": 5})
+        assert created.status_code == 201, created.text
+        test_id = created.json()["id"]
+        for k in range(40):
+            r = c.post(f"/api/finetuning/phase3/ab-test/{test_id}/outcome", json={"user": f"u{k}", "success": k % 2 == 0})
+            assert r.status_code == 200 and r.json()["variant"] in ("A", "B")
+        got = c.get(f"/api/finetuning/phase3/ab-test/{test_id}").json()
+        assert sum(v["outcomes"] for v in got["variants"]) == 40 and "recommendation" in got
+        assert c.post(f"/api/finetuning/phase3/ab-test/{test_id}/outcome", json={"user": "x"}).status_code == 400
+        assert c.get("/api/finetuning/phase3/ab-test/nope").status_code == 404
+
+        dep = c.post("/api/finetuning/phase4/deploy", json={"model": "lightdom:1", "target": "prod"})
+        assert dep.status_code == 202 and dep.json()["status"] == "pending"
+        listed = c.get("/api/finetuning/phase4/deployments").json()["deployments"]
+        assert listed[0]["ref"] == "lightdom:1" and listed[0]["events"][0]["kind"] == "requested"
+        assert c.post(f"/api/finetuning/phase4/rollback/{dep.json()['id']}").status_code == 400  # not live yet
+        assert c.post("/api/finetuning/phase4/rollback/999").status_code == 404
+        assert c.post("/api/finetuning/phase4/deploy", json={"model": "lightdom:9"}).status_code == 404

@@ -1,0 +1,290 @@
+"""`dsft serve` with the official `openai` client, on a tiny model trained here; deployments and
+A/B tests followed from the registry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import free_port
+
+SYSTEM = {"role": "system", "content": "You are LightDom's assistant. Use the tools to act."}
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_model) -> Path:
+    """The tiny model trained on LightDom tool use (the tiny preset, fewer epochs): ~20 s once per worker."""
+    import orjson
+
+    from dsft.data.generate import generate, load_scenarios
+    from dsft.train.config import load
+    from dsft.train.trainer import train
+
+    root = tmp_path_factory.mktemp("served")
+    data = root / "train.jsonl"
+    data.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in generate(load_scenarios(), 500, seed=3)))
+    cfg = load(None, {"model.name_or_path": str(tiny_model), "data.train": [str(data)], "output.dir": str(root / "run"),
+                      "training.epochs": 8, "training.eval_every": 100000, "training.eval_tool_sample": 0})
+    train(cfg)
+    return root / "run"
+
+
+def tools() -> list[dict]:
+    from dsft.data.generate import builtin
+    from dsft.data.layouts import load_tools
+
+    return [{"type": "function", "function": t} for t in load_tools(builtin("lightdom_tools.json"))]
+
+
+class Server:
+    def __init__(self, home: Path, *args: str, env: dict | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = home.parent / f"serve-{self.port}.log"
+        self.proc = subprocess.Popen([sys.executable, "-m", "dsft", "serve", "--port", str(self.port), *args],
+                                     env={**os.environ, "DSFT_HOME": str(home), **(env or {})},
+                                     stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+            if self.proc.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError(self.log.read_text())
+
+    def client(self, key: str = "unused") -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, timeout=120)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture
+def serve(tmp_path):
+    started: list[Server] = []
+
+    def start(*args: str, env: dict | None = None) -> Server:
+        s = Server(tmp_path / "home", *args, env=env)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+@pytest.mark.slow
+def test_openai_client_chat_stream_and_tool_round_trip(serve, trained_run):
+    server = serve("-m", str(trained_run), "--no-registry")
+    c = server.client()
+    assert "run" in [m.id for m in c.models.list().data]
+    plain = c.chat.completions.create(model="run", messages=[{"role": "user", "content": "Say hello"}], max_tokens=12)
+    assert plain.choices[0].message.role == "assistant" and isinstance(plain.choices[0].message.content, str)
+    assert plain.usage.completion_tokens <= 12 and plain.usage.prompt_tokens > 0
+
+    messages = [SYSTEM, {"role": "user", "content": "Run an SEO audit of https://example.com"}]
+    first = c.chat.completions.create(model="run", messages=messages, tools=tools())
+    call = first.choices[0].message.tool_calls[0]
+    assert first.choices[0].finish_reason == "tool_calls" and call.type == "function"
+    assert call.function.name in {t["function"]["name"] for t in tools()}
+    assert isinstance(json.loads(call.function.arguments), dict)  # a JSON string at the API boundary
+
+    messages += [first.choices[0].message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": call.id, "content": '{"score": 81, "issues": []}'}]
+    final = c.chat.completions.create(model="run", messages=messages, tools=tools())
+    assert final.choices[0].finish_reason == "stop" and final.choices[0].message.content
+    assert not final.choices[0].message.tool_calls
+
+    chunks = list(c.chat.completions.create(model="run", messages=messages[:2], tools=tools(), stream=True,
+                                            stream_options={"include_usage": True}))
+    deltas = [ch.choices[0].delta for ch in chunks if ch.choices]
+    assert deltas[0].role == "assistant"
+    streamed = [tc for d in deltas for tc in d.tool_calls or []]
+    assert streamed and streamed[0].function.name == call.function.name
+    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "tool_calls"
+    assert chunks[-1].usage.completion_tokens > 0
+
+    text = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
+        model="run", messages=[{"role": "user", "content": "hi"}], stream=True, max_tokens=10) if ch.choices)
+    assert isinstance(text, str)
+
+    forced = c.chat.completions.create(model="run", messages=messages[:2], tools=tools(),
+                                       tool_choice={"type": "function", "function": {"name": "generateSchema"}})
+    assert call.function.name != "generateSchema"  # left alone, the model picks another tool
+    assert forced.choices[0].message.tool_calls[0].function.name == "generateSchema"
+    required = c.chat.completions.create(model="run", messages=messages[:2], tools=tools(), tool_choice="required")
+    assert required.choices[0].message.tool_calls
+    none = c.chat.completions.create(model="run", messages=messages[:2], tools=tools(), tool_choice="none")
+    assert not none.choices[0].message.tool_calls
+    with pytest.raises(openai.NotFoundError):
+        c.chat.completions.create(model="nope", messages=messages[:2])
+    with pytest.raises(openai.BadRequestError):
+        c.chat.completions.create(model="run", messages=[{"role": "bogus", "content": "x"}])
+
+    ready = httpx.get(server.url + "/ready").json()
+    assert ready["ready"] is True
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'dsft_requests_total{route="run",status="ok",variant="live",version="run"}' in metrics
+    assert "dsft_request_seconds_bucket" in metrics and 'direction="out"' in metrics
+
+
+@pytest.mark.slow
+def test_100_concurrent_requests_all_well_formed(serve, trained_run):
+    server = serve("-m", str(trained_run), "--no-registry")
+    client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0, timeout=300)
+
+    async def one(k: int):
+        msgs = [SYSTEM, {"role": "user", "content": f"Audit the SEO of https://site{k}.example"}]
+        if k % 2:
+            return await client.chat.completions.create(model="run", messages=msgs, tools=tools(), max_tokens=48)
+        return await client.chat.completions.create(model="run", messages=msgs[1:], max_tokens=16, user=f"u{k}")
+
+    async def all_of_them():
+        return await asyncio.gather(*(one(k) for k in range(100)))
+
+    results = asyncio.run(all_of_them())
+    assert len(results) == 100
+    for r in results:
+        choice = r.choices[0]
+        assert choice.message.role == "assistant" and choice.finish_reason in ("stop", "length", "tool_calls")
+        assert choice.message.content is not None or choice.message.tool_calls
+        for call in choice.message.tool_calls or []:
+            json.loads(call.function.arguments)
+        assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+@pytest.mark.slow
+def test_serve_requires_the_key_when_set(serve, trained_run):
+    server = serve("-m", str(trained_run), "--no-registry", env={"DSFT_API_KEY": "k1"})
+    assert httpx.get(server.url + "/health").status_code == 200
+    for path in ("/v1/models", "/metrics", "/ready"):
+        assert httpx.get(server.url + path).status_code == 401
+    with pytest.raises(openai.AuthenticationError):
+        server.client("wrong").models.list()
+    assert server.client("k1").models.list().data
+
+
+def register_copies(home: Path, run: Path, n: int, broken: int | None = None) -> None:
+    """Versions 1..n of `lightdom` from copies of one run; version `broken` cannot load."""
+    from dsft.registry import db, store
+
+    for k in range(1, n + 1):
+        folder = home / "runs" / f"v{k}"
+        shutil.copytree(run, folder)
+        store.register(store.Registration("lightdom", folder))
+        if k == broken:
+            (folder / "model.safetensors").write_bytes(b"not weights")
+    db.dispose()
+
+
+def wait_status(dep_id: int, timeout: float = 120) -> str:
+    from dsft.registry import rollout
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = rollout.get(dep_id)["status"]
+        if status != "pending":
+            return status
+        time.sleep(0.3)
+    raise TimeoutError(dep_id)
+
+
+@pytest.mark.slow
+def test_deploy_roll_forward_to_a_broken_version_rolls_back_and_no_request_fails(serve, trained_run, tmp_path):
+    from dsft.registry import rollout
+
+    home = tmp_path / "home"
+    register_copies(home, trained_run, 3, broken=3)
+    first = rollout.deploy("lightdom:1", "prod")
+    server = serve("-m", "lightdom:1", "--name", "prod", "--poll", "0.3")
+    assert wait_status(first.id) == "live"
+    c = server.client()
+    failures, versions, stop = [], [], threading.Event()
+
+    def load() -> None:
+        with httpx.Client(base_url=server.url, timeout=60) as h:
+            while not stop.is_set():
+                r = h.post("/v1/chat/completions", json={"model": "prod", "max_tokens": 4,
+                                                         "messages": [{"role": "user", "content": "ping"}]})
+                if r.status_code != 200 or not r.json()["choices"][0]["message"]["role"] == "assistant":
+                    failures.append((r.status_code, r.text[:200]))
+                versions.append(r.headers.get("x-dsft-version"))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        second = rollout.deploy("lightdom:2", "prod")
+        assert wait_status(second.id) == "live"
+        time.sleep(1.0)
+        broken = rollout.deploy("lightdom:3", "prod")
+        assert wait_status(broken.id) == "failed"
+        kinds = [e["kind"] for e in rollout.get(broken.id)["events"]]
+        assert kinds == ["requested", "failed", "rolled_back"]
+        time.sleep(1.0)
+        assert c.chat.completions.with_raw_response.create(
+            model="prod", messages=[{"role": "user", "content": "hi"}], max_tokens=2).headers["x-dsft-version"] == \
+            "lightdom:2"  # traffic never moved to the broken version
+        back = rollout.rollback(second.id)
+        assert wait_status(back.id) == "live"
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not failures, failures[:3]
+    assert "lightdom:1" in versions and "lightdom:2" in versions and "lightdom:3" not in versions
+    assert versions[-1] == "lightdom:1"  # after the rollback
+    statuses = {d["id"]: d["status"] for d in rollout.listing("prod")}
+    assert statuses[second.id] == "rolled_back" and statuses[broken.id] == "failed" and statuses[back.id] == "live"
+
+
+@pytest.mark.slow
+def test_ab_test_routes_users_stickily_and_counts_traffic(serve, trained_run, tmp_path):
+    from dsft.registry import abtest
+
+    home = tmp_path / "home"
+    register_copies(home, trained_run, 2)
+    server = serve("-m", "lightdom:1", "--poll", "0.3")
+    test = abtest.create("lightdom", [{"version": 1, "weight": 1}, {"version": 2, "weight": 1}], min_samples=5)
+    c = server.client()
+
+    def variant_of(user: str) -> str:
+        return c.chat.completions.with_raw_response.create(model="lightdom", user=user, max_tokens=2, messages=[
+            {"role": "user", "content": "hi"}]).headers["x-dsft-variant"]
+
+    deadline = time.monotonic() + 120
+    while variant_of("probe") not in ("A", "B"):  # the gateway picks the test up on its next poll
+        assert time.monotonic() < deadline, "the gateway never applied the A/B test"
+        time.sleep(0.3)
+    seen: dict[str, set] = {}
+    for _ in range(3):
+        for user in (f"user{k}" for k in range(16)):
+            seen.setdefault(user, set()).add(variant_of(user))
+    assert all(len(v) == 1 for v in seen.values())  # sticky
+    assert set().union(*seen.values()) == {"A", "B"}
+    for user, (variant,) in seen.items():
+        assert variant == abtest.assign(test.id, test.variants, user)  # the API can attribute outcomes
+    time.sleep(1.0)  # the gateway flushes its counts
+    res = abtest.results(test.id, promote=False)
+    assert sum(v["requests"] for v in res["variants"]) >= 6
