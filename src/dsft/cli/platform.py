@@ -268,3 +268,20 @@ def deploy(ref: str = typer.Argument(..., help="NAME@ALIAS or NAME:VERSION"),
                                 f"see `dsft deployments show {dep.id}`", exit_code=1)
             return
         time.sleep(0.5)
+
+
+def export(ref: str = typer.Argument(..., help="RUN folder, NAME:VERSION or NAME@ALIAS"),
+           out: Path = typer.Option(..., "--out", help="Folder to create."),
+           merge: bool = typer.Option(True, "--merge/--no-merge", help="Fold the adapter into its base (always done)."),
+           fmt: str = typer.Option("safetensors", "--format", help="safetensors (HF layout) or gguf (+ Ollama Modelfile)."),
+           quant: str = typer.Option(None, "--quant", help="gguf: f32, f16 (default) or q8_0; awq/gptq need a GPU.")) -> None:
+    """Export a trained model: merged safetensors with tokenizer, template and model card, or GGUF."""
+    from dsft.deploy.export import export as run
+
+    if fmt not in ("safetensors", "gguf"):
+        raise UserError(f"unknown --format {fmt}", "use safetensors or gguf")
+    if not merge:
+        raise UserError("export always merges: a standalone model cannot need its adapter",
+                        "drop --no-merge (serve the adapter with `dsft serve` instead)")
+    result = run(ref, out, True, fmt, quant)
+    console.print_json(json.dumps(result))
