@@ -288,3 +288,34 @@ def test_ab_test_routes_users_stickily_and_counts_traffic(serve, trained_run, tm
     time.sleep(1.0)  # the gateway flushes its counts
     res = abtest.results(test.id, promote=False)
     assert sum(v["requests"] for v in res["variants"]) >= 6
+
+
+@pytest.mark.slow
+def test_vllm_backend_against_a_double_of_vllm(serve, tmp_path):
+    from tests.test_export import lora_run
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    run = lora_run(root, "deepseek_v3")
+    second = root / "second"
+    shutil.copytree(run, second)
+    log = tmp_path / "vllm-argv.jsonl"
+    double = f"{sys.executable} {Path(__file__).parent / 'vllm_double.py'}"
+    server = serve("-m", str(run), "-m", str(second), "--no-registry", "--backend", "vllm",
+                   env={"DSFT_VLLM_COMMAND": double, "VLLM_DOUBLE_LOG": str(log)})
+    argv = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(argv) == 1  # one vLLM process for both adapters of the same base
+    args = argv[0]
+    assert args[:2] == ["serve", str(run.parent / "tiny-deepseek_v3")]
+    for flag in ("--enable-lora", "--enable-auto-tool-choice", "--api-key", "--chat-template"):
+        assert flag in args
+    assert args[args.index("--tool-call-parser") + 1] == "deepseek_v3"
+    assert args[args.index("--lora-modules") + 1] == f"run-deepseek_v3={run}"
+    c = server.client()
+    assert {"run-deepseek_v3", "second"} <= {m.id for m in c.models.list().data}
+    for model in ("run-deepseek_v3", "second"):  # the second adapter was added at run time
+        r = c.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=5)
+        assert r.choices[0].message.role == "assistant" and r.usage.completion_tokens <= 5
+    chunks = list(c.chat.completions.create(model="second", messages=[{"role": "user", "content": "hi"}],
+                                            max_tokens=5, stream=True))
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
