@@ -31,6 +31,7 @@ bench: setup
 	$(PY) benchmarks/data_prepare.py
 	$(PY) benchmarks/train_throughput.py
 	$(PY) benchmarks/eval_throughput.py
+	$(PY) benchmarks/serve_overhead.py
 
 clean:
 	rm -rf .dsft benchmarks/out

@@ -33,10 +33,12 @@ def test_bad_tools_file_is_a_clear_error(tmp_path):
 def test_demo_walks_every_phase_through_the_api(tmp_path):
     proc = run_dsft("demo", "-n", "120", "--epochs", "2", "--eval-limit", "10", cwd=tmp_path, check=0)
     out = proc.stdout
-    for phase in ("phase 1: data", "phase 2: configure", "phase 3: register", "continuous training", "summary"):
+    for phase in ("phase 1: data", "phase 2: configure", "phase 3: register", "phase 4: deploy", "continuous training",
+                  "summary"):
         assert phase in out, out[-2000:]
     assert "adds up" in out and "POST /api/finetuning/phase1/create-validation-split -> 202" in out
     assert "registered lightdom:1" in out and "1 rejected (#3: no_assistant_turn)" in out
+    assert "to prod: live" in out and "openai client -> prod" in out
     from dsft.registry import db, store
 
     with db.session() as s:  # the service's registry, in the DSFT_HOME the demo used

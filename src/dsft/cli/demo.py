@@ -8,6 +8,8 @@ It starts the service (API + worker) on 127.0.0.1 and walks the guide's phases a
            a standalone training script, train as a job while its events stream in;
   eval     base vs trained on the held-out split (tool names, exact arguments, perplexity);
   phase 3  register the trained model as lightdom:N and point `champion` at it;
+  phase 4  deploy it to `prod`, start `dsft serve` (readiness-checked) and call it with the
+           official openai client: a tool call, the tool's result, the final answer;
   continuous  send new examples (one broken) and show the loop's status;
 
 then prints a summary: dataset counts, training time, base vs trained, the registered version.
@@ -42,12 +44,16 @@ def demo(n: int = typer.Option(1200, "-n", help="Generated tool-use examples."),
         run = _phase2(c, dataset, seed, epochs)
         comparison = _evaluate(c, dataset, run, eval_limit)
         version = _phase3(c, run, dataset)
+        served = _phase4(c, version)
         _continuous(c)
-        _summary(dataset, run, comparison, version, time.perf_counter() - started)
+        _summary(dataset, run, comparison, version, time.perf_counter() - started, served)
 
 
 class Service:
-    """`dsft api` in a thread of this process, on a free loopback port."""
+    """`dsft api` (or, given an app, `dsft serve`) in a thread of this process, on a free loopback port."""
+
+    def __init__(self, app=None):
+        self.app = app
 
     def __enter__(self):
         import socket
@@ -60,8 +66,8 @@ class Service:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(create_app(worker=True), host="127.0.0.1", port=port,
-                                                    log_level="warning"))
+        self.server = uvicorn.Server(uvicorn.Config(self.app or create_app(worker=True), host="127.0.0.1",
+                                                    port=port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 60
@@ -179,6 +185,44 @@ def _phase3(c: httpx.Client, run: dict, dataset: dict) -> dict:
     return mv
 
 
+def _phase4(c: httpx.Client, version: dict) -> dict:
+    """Deploy the champion to `prod`, start `dsft serve` for it and call it with the openai client."""
+    import openai
+
+    from dsft.data.generate import builtin
+    from dsft.data.layouts import load_tools
+    from dsft.serve.app import create_app
+    from dsft.serve.hf import HFBackend
+
+    console.rule("[bold]phase 4: deploy and serve (OpenAI-compatible)")
+    dep = _call(c, "POST", "/api/finetuning/phase4/deploy", json={"model": "lightdom@champion", "target": "prod"})
+    with Service(create_app(HFBackend(), [version["ref"]], target="prod", poll=0.5)) as gateway:
+        deadline = time.monotonic() + 300
+        while (state := c.get(f"/api/finetuning/phase4/deployments/{dep['id']}").json())["status"] == "pending":
+            if time.monotonic() > deadline:
+                raise UserError("the deployment was not applied in time", "see the serve output")
+            time.sleep(0.3)
+        console.print(f"deployment {dep['id']} of {dep['ref']} to prod: {state['status']} "
+                      f"(readiness checked in {state['health'].get('load_and_check_seconds', 0)}s) at {gateway.url}/v1")
+        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="demo")
+        tools = [{"type": "function", "function": t} for t in load_tools(builtin("lightdom_tools.json"))]
+        messages = [{"role": "system", "content": "You are LightDom's assistant. Use the tools to act."},
+                    {"role": "user", "content": "Run an SEO audit of https://example.com"}]
+        first = client.chat.completions.create(model="prod", messages=messages, tools=tools)
+        msg = first.choices[0].message
+        shown = {"tool_calls": [(t.function.name, t.function.arguments) for t in msg.tool_calls or []],
+                 "content": msg.content}
+        console.print(f"openai client -> prod: finish_reason {first.choices[0].finish_reason}, "
+                      f"tool_calls {shown['tool_calls']}")
+        if msg.tool_calls:
+            messages += [msg.model_dump(exclude_none=True), {"role": "tool", "tool_call_id": msg.tool_calls[0].id,
+                                                             "content": '{"score": 81, "issues": ["no meta description"]}'}]
+            final = client.chat.completions.create(model="prod", messages=messages, tools=tools)
+            shown["final"] = final.choices[0].message.content
+            console.print(f"after the tool result: {final.choices[0].message.content!r}")
+    return {"deployment": dep["id"], **shown}
+
+
 def _continuous(c: httpx.Client) -> None:
     from dsft.data.generate import generate, load_scenarios
 
@@ -194,7 +238,7 @@ def _continuous(c: httpx.Client) -> None:
                   f"{status['policy']['gate']['metric']}")
 
 
-def _summary(dataset: dict, run: dict, metrics: dict, version: dict, seconds: float) -> None:
+def _summary(dataset: dict, run: dict, metrics: dict, version: dict, seconds: float, served: dict) -> None:
     console.rule("[bold]summary")
     c = dataset["counts"]
     console.print(f"dataset  {dataset['id'][:16]}...: {c['read']} read, {c['train']} train, {c['validation']} "
@@ -204,4 +248,5 @@ def _summary(dataset: dict, run: dict, metrics: dict, version: dict, seconds: fl
         if key in metrics:
             m = metrics[key]
             console.print(f"{key:22s} base {m['base']:.3f} -> trained {m['trained']:.3f}")
-    console.print(f"registered {version['ref']} (alias champion); demo took {seconds / 60:.1f} min")
+    console.print(f"registered {version['ref']} (alias champion), deployed to prod (deployment {served['deployment']}), "
+                  f"served over /v1/chat/completions; demo took {seconds / 60:.1f} min")
