@@ -65,3 +65,20 @@ def test_pipeline_collects_from_a_style_guide(tmp_path):
                     "train: {overrides: {training.epochs: 1}}\neval: false\n")
     out = run_dsft("pipeline", "run", spec, check=0).stdout
     assert '"collect"' in out and '"examples": 2' in out
+
+
+def test_ab_cli(tmp_path):
+    for name in ("a", "b"):
+        store.register(store.Registration("lightdom", fake_run(tmp_path / "home", name)))
+    db.dispose()
+    out = run_dsft("ab", "create", "lightdom", "-v", "1:90", "-v", "2:10", "--min-samples", "5", "--auto-promote",
+                   check=0).stdout
+    test_id = out.split()[2].rstrip(":")
+    from dsft.registry import abtest
+
+    for k in range(60):
+        abtest.outcome(test_id, variant="B" if k % 2 else "A", success=k % 2 == 1)
+    db.dispose()
+    shown = run_dsft("ab", "show", test_id, check=0).stdout
+    assert "decided" in shown and "lightdom@champion -> 2" in shown
+    assert "VERSION[:WEIGHT]" in run_dsft("ab", "create", "lightdom", "-v", "x", check=2).stderr

@@ -105,7 +105,7 @@ def score_quality(req: ScoreRequest) -> dict[str, Any]:
 
 class GenerateRequest(Strict):
     n: int = Field(100, ge=1, le=MAX_EXAMPLES)
-    seed: int = 0
+    seed: int = Field(0, ge=-(2**63), le=2**63 - 1)
     tools: list[dict[str, Any]] | None = Field(None, max_length=200, description="OpenAI tool specs; default LightDom")
     scenarios: str | None = Field(None, description="scenario YAML file inside DSFT_HOME; default the built-in one")
     error_ratio: float = Field(0.15, ge=0, le=1)
@@ -135,7 +135,7 @@ def generate_tool_examples(req: GenerateRequest) -> dict[str, Any]:
 class SplitRequest(Strict):
     inputs: list[str] = Field(min_length=1, max_length=1000, description="files inside DSFT_HOME (upload paths)")
     val_ratio: float = Field(0.1, ge=0, lt=1)
-    seed: int = 0
+    seed: int = Field(0, ge=-(2**63), le=2**63 - 1)
     tools: str | None = None
     format: Literal["chat", "sharegpt", "instruction", "completion", "text"] | None = None
     min_quality: float | None = Field(None, ge=0, le=100)

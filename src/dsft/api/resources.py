@@ -76,7 +76,7 @@ def cancel(job_id: str) -> dict[str, Any]:
 
 
 @router.get("/jobs/{job_id}/events", response_model=None)
-def events(job_id: str, after: int = Query(0, ge=0), follow: bool = False) -> Any:
+def events(job_id: str, after: int = Query(0, ge=0, le=2**62), follow: bool = False) -> Any:
     """The job's events in order. `follow=true` streams them as server-sent events until the job ends."""
     jobs.get(job_id)  # 404 for an unknown job
     if not follow:
@@ -123,7 +123,7 @@ def diff(a: str, b: str) -> dict[str, Any]:
 
 class AliasRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: int | None = Field(description="the version to point at; null deletes the alias", ge=1)
+    version: int | None = Field(description="the version to point at; null deletes the alias", ge=1, le=2**31 - 1)
     reason: str = Field("", max_length=2000)
 
 

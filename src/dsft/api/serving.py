@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,7 +20,7 @@ class Strict(BaseModel):
 
 class VariantSpec(Strict):
     name: str | None = Field(None, max_length=64)
-    version: int | None = Field(None, ge=1)
+    version: int | None = Field(None, ge=1, le=2**31 - 1)
     ref: str | None = Field(None, max_length=200)
     weight: float = Field(1.0, gt=0, le=1e6)
 
@@ -92,11 +92,11 @@ def deployments(target: str | None = None) -> dict[str, Any]:
 
 
 @router.get("/phase4/deployments/{deployment_id}")
-def deployment(deployment_id: int) -> dict[str, Any]:
+def deployment(deployment_id: int = Path(ge=1, le=2**31 - 1)) -> dict[str, Any]:
     return rollout.get(deployment_id)
 
 
 @router.post("/phase4/rollback/{deployment_id}", status_code=202)
-def rollback(deployment_id: int, request: Request) -> JSONResponse:
+def rollback(request: Request, deployment_id: int = Path(ge=1, le=2**31 - 1)) -> JSONResponse:
     back = rollout.rollback(deployment_id, {"via": "api", "client": request.client.host if request.client else None})
     return JSONResponse(rollout.get(back.id), status_code=202)

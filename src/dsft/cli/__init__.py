@@ -47,6 +47,7 @@ def _register() -> None:
     app.command("serve")(platform.serve)
     app.command("deploy")(platform.deploy)
     app.command("export")(platform.export)
+    app.add_typer(platform.ab_app, name="ab")
     app.add_typer(platform.jobs_app, name="jobs")
     app.add_typer(platform.models_app, name="models")
     app.add_typer(platform.pipeline_app, name="pipeline")

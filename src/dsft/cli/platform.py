@@ -285,3 +285,57 @@ def export(ref: str = typer.Argument(..., help="RUN folder, NAME:VERSION or NAME
                         "drop --no-merge (serve the adapter with `dsft serve` instead)")
     result = run(ref, out, True, fmt, quant)
     console.print_json(json.dumps(result))
+
+
+ab_app = typer.Typer(help="A/B tests between registered versions (traffic split by a stable hash of the user).",
+                     no_args_is_help=True)
+
+
+@ab_app.command("create")
+def ab_create(model: str = typer.Argument(..., help="The model name clients request."),
+              variant: list[str] = typer.Option(..., "--variant", "-v", help="VERSION[:WEIGHT], repeat for each."),
+              metric: str = typer.Option("outcome_rate", "--metric", help="outcome_rate, rating or latency."),
+              min_samples: int = typer.Option(100, "--min-samples"), alpha: float = typer.Option(0.05, "--alpha"),
+              auto_promote: bool = typer.Option(False, "--auto-promote", help="Move the alias to a significant winner."),
+              alias: str = typer.Option("champion", "--alias")) -> None:
+    from dsft.registry import abtest
+
+    variants = []
+    for v in variant:
+        version, _, weight = v.partition(":")
+        if not version.isdigit():
+            raise UserError(f"--variant {v!r} is not VERSION[:WEIGHT]", "e.g. --variant 1:90 --variant 2:10")
+        try:
+            variants.append({"version": int(version), "weight": float(weight or 1)})
+        except ValueError:
+            raise UserError(f"--variant {v!r}: the weight is not a number", "e.g. --variant 2:10") from None
+    test = abtest.create(model, variants, metric, min_samples, alpha, auto_promote, alias)
+    console.print(f"A/B test {test.id} on {model}: " + ", ".join(
+        f"{v['name']}=v{v['version']} ({v['weight']:g})" for v in test.variants))
+
+
+@ab_app.command("show")
+def ab_show(test_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Per-variant numbers, significance and a recommendation (a significant winner ends the test)."""
+    from dsft.registry import abtest
+
+    res = abtest.results(test_id)
+    if as_json:
+        typer.echo(json.dumps(res, indent=2))
+        return
+    table = Table("variant", "version", "weight", "requests", "errors", "outcomes", "rate", "95% CI", "P(best)")
+    for v in res["variants"]:
+        rate = "n/a" if v["rate"] is None else f"{v['rate']:.3f}"
+        table.add_row(v["name"], str(v["version"]), f"{v['weight']:g}", str(v["requests"]), str(v["errors"]),
+                      str(v["outcomes"]), rate, f"[{v['rate_ci95'][0]:.3f}, {v['rate_ci95'][1]:.3f}]",
+                      f"{v.get('prob_best', 0):.3f}")
+    console.print(table)
+    console.print(f"{res['status']}: {res['recommendation']}" + (f"; {res['promoted']}" if res.get("promoted") else ""))
+
+
+@ab_app.command("stop")
+def ab_stop(test_id: str) -> None:
+    from dsft.registry import abtest
+
+    abtest.stop(test_id)
+    console.print(f"A/B test {test_id} stopped; its traffic returns to the live version")
