@@ -56,7 +56,7 @@ def collect(req: CollectRequest) -> dict[str, Any]:
     got = run(home_file(req.components, "components") if req.components else None,
               [home_file(p, "style_guides") for p in req.style_guides],
               [h if h.lower().startswith(("http://", "https://")) else str(home_file(h, "html")) for h in req.html],
-              timeout=10.0)
+              timeout=5.0)
     saved = _save_rows("collected.jsonl", got.examples)
     return {"examples": len(got.examples), "problems": got.problems, **saved}
 
