@@ -70,18 +70,23 @@ def test_better_data_is_promoted_worse_data_is_not():
     with db.session() as s:
         assert store.resolve(s, "lightdom@champion").version == 2
 
-    continuous.add_examples(refusals(good_examples(600, seed=9)))
+    pol = continuous.policy()  # the validation set stays fixed; refusals, trained hard, must cost tool calls
+    continuous.set_policy(pol.model_copy(update={"train_overrides": {"training.epochs": 3,
+                                                                     "training.eval_every": 100000}}))
+    continuous.add_examples(refusals(good_examples(2000, seed=9)))
     worse = continuous.maybe_retrain("trigger")
     run_jobs()
     job = jobs.get(worse)
     assert job.status == "succeeded", job.error
     assert job.result["verdict"] == "kept"
     assert "champion kept" in job.result["reason"] and "tool_name_accuracy" in job.result["reason"]
+    gate = job.result["metrics"]["tool_name_accuracy"]
+    assert gate["model"] < gate["baseline"]  # the new data made the model measurably worse
     with db.session() as s:
         assert store.resolve(s, "lightdom@champion").version == 2  # unchanged
         assert store.resolve(s, "lightdom:3").description.startswith("retrain")  # registered, not promoted
     status = continuous.status()
-    assert status["last_run"]["verdict"] == "kept" and status["buffered"] == 0 and status["used"] == 1200
+    assert status["last_run"]["verdict"] == "kept" and status["buffered"] == 0 and status["used"] == 2600
 
 
 def test_schedule_starts_a_retrain_only_when_due_and_buffered():

@@ -319,3 +319,13 @@ def test_vllm_backend_against_a_double_of_vllm(serve, tmp_path):
     chunks = list(c.chat.completions.create(model="second", messages=[{"role": "user", "content": "hi"}],
                                             max_tokens=5, stream=True))
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+
+
+def test_canary_routes_a_sticky_share_of_users():
+    from dsft.serve.router import Route, Table, Variant
+
+    route = Route("prod", (Variant("live", "lightdom:1", 90), Variant("canary", "lightdom:2", 10)), salt="deployment-7")
+    table = Table().with_route(route, "lightdom")
+    picks = [table.routes["prod"].pick(f"user{k}").name for k in range(10000)]
+    assert abs(picks.count("canary") / len(picks) - 0.10) < 0.015
+    assert picks == [table.routes["lightdom"].pick(f"user{k}").name for k in range(10000)]  # sticky, on every alias
