@@ -103,32 +103,44 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_dsft(args: list[str], home: Path, env: dict[str, str], log: Path, timeout: float = 60):
+    """A `dsft` server subprocess, returned once its /health answers (or its log, in the error)."""
+    import time
+
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "dsft", *args, "--port", str(port)],
+                            env={**os.environ, **env, "DSFT_HOME": str(home)}, stdout=open(log, "wb"),
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url, port
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    stop_process(proc)
+    raise RuntimeError(f"dsft {args[0]} did not start:\n{log.read_text()}")
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 class LiveApi:
     """`dsft api` in a subprocess on 127.0.0.1, as a user starts it."""
 
     def __init__(self, home: Path, env: dict[str, str], worker: bool = True):
-        import time
-
-        import httpx
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.key = env.get("DSFT_API_KEY")
-        args = [sys.executable, "-m", "dsft", "api", "--port", str(self.port)] + ([] if worker else ["--no-worker"])
-        self.log = open(home.parent / f"api-{self.port}.log", "wb")
-        self.proc = subprocess.Popen(args, env={**os.environ, **env, "DSFT_HOME": str(home)}, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-            if self.proc.poll() is not None:
-                break
-        self.stop()
-        raise RuntimeError(f"dsft api did not start:\n{(home.parent / f'api-{self.port}.log').read_text()}")
+        self.proc, self.url, self.port = start_dsft(["api"] + ([] if worker else ["--no-worker"]), home, env,
+                                                    home.parent / f"api-{free_port()}.log")
 
     def client(self, key: bool = True, timeout: float = 60):
         import httpx
@@ -149,13 +161,7 @@ class LiveApi:
         raise TimeoutError(f"job {job_id} still {job['status']}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.log.close()
+        stop_process(self.proc)
 
 
 @pytest.fixture

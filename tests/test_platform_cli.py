@@ -51,7 +51,7 @@ def test_pipeline_run_from_a_yaml_file(tmp_path):
     assert "queued pipeline job" in out and '"ref": "quick:1"' in out
     bad = tmp_path / "bad.yaml"
     bad.write_text("- not a mapping\n")
-    assert "must hold a mapping" in run_dsft("pipeline", "run", bad, check=2).stderr
+    assert "is not a mapping" in run_dsft("pipeline", "run", bad, check=2).stderr
 
 
 @pytest.mark.slow

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -17,7 +15,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, start_dsft, stop_process
 
 SYSTEM = {"role": "system", "content": "You are LightDom's assistant. Use the tools to act."}
 
@@ -49,34 +47,14 @@ def tools() -> list[dict]:
 
 class Server:
     def __init__(self, home: Path, *args: str, env: dict | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = home.parent / f"serve-{self.port}.log"
-        self.proc = subprocess.Popen([sys.executable, "-m", "dsft", "serve", "--port", str(self.port), *args],
-                                     env={**os.environ, "DSFT_HOME": str(home), **(env or {})},
-                                     stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-            if self.proc.poll() is not None:
-                break
-        self.stop()
-        raise RuntimeError(self.log.read_text())
+        self.proc, self.url, self.port = start_dsft(["serve", *args], home, env or {},
+                                                    home.parent / f"serve-{free_port()}.log", timeout=120)
 
     def client(self, key: str = "unused") -> openai.OpenAI:
         return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, timeout=120)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import typer
-import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -184,15 +183,9 @@ def pipeline_run(config: Path = typer.Argument(..., help="YAML: generate/inputs,
                  wait: bool = typer.Option(True, "--wait/--no-wait", help="Run here and wait (else only queue it).")) -> None:
     """collect/generate -> prepare -> train -> eval (vs base) -> register, as one job."""
     from dsft.registry import jobs
+    from dsft.train.config import read_mapping
 
-    try:
-        spec = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-    except OSError as e:
-        raise UserError(f"cannot read {config}: {e.strerror}", "check the path") from None
-    except yaml.YAMLError as e:
-        raise UserError(f"{config} is not valid YAML: {e}", "fix the YAML") from None
-    if not isinstance(spec, dict):
-        raise UserError(f"{config} must hold a mapping", "see configs/pipeline.yaml")
+    spec = read_mapping(config, "configs/pipelines/lightdom.yaml")
     job_id = jobs.submit("pipeline", spec)
     console.print(f"queued pipeline job {job_id}")
     if not wait:

@@ -104,8 +104,8 @@ class TrainConfig(_Strict):
         path.write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
 
 
-def read_file(path: str | Path) -> dict[str, Any]:
-    """A YAML/JSON config file as nested dicts; the guide's layout (section 2.1) is mapped onto ours."""
+def read_mapping(path: str | Path, example: str) -> dict[str, Any]:
+    """A YAML (or JSON) file that must hold a mapping, or a UserError naming the file and `example`."""
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except OSError as e:
@@ -113,7 +113,13 @@ def read_file(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as e:
         raise UserError(f"config {path} is not valid YAML: {e}", "fix the YAML syntax") from None
     if not isinstance(raw, dict):
-        raise UserError(f"config {path} is not a mapping", "see configs/tiny-demo.yaml for the layout")
+        raise UserError(f"config {path} is not a mapping", f"see {example} for the layout")
+    return raw
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    """A YAML/JSON config file as nested dicts; the guide's layout (section 2.1) is mapped onto ours."""
+    raw = read_mapping(path, "configs/tiny-demo.yaml")
     return from_guide(raw) if "baseModel" in raw else raw
 
 
