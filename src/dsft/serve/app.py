@@ -129,11 +129,21 @@ class Gateway:
             old = next(v for v in current.variants if v.name == "live")
             variants = (Variant("live", old.key, 100 - dep.canary_percent), Variant("canary", key, dep.canary_percent))
         route = Route(self.target, variants, salt=f"deployment-{dep.id}")
+        previous = {v.key for v in current.variants} if current is not None else set()
         self.table = self.table.with_route(route, dep.model)  # the swap: one assignment
+        await self.release(keep=previous)
         health = {"ready": True, "load_and_check_seconds": round(time.perf_counter() - started, 2),
                   "variants": {v.name: v.key for v in variants}}
         await loop.run_in_executor(None, rollout.mark_live, dep.id, health)
         self.live_deployment = dep.id
+
+    async def release(self, keep: set[str]) -> None:
+        """Unload versions no route uses any more, once their in-flight requests are done; the version
+        that was live just before stays loaded, so a rollback to it is instant."""
+        for key in set(self.backend.served()) - self.table.keys() - keep:
+            if self.inflight[key] == 0:
+                self.ready_keys.discard(key)
+                await self.backend.unload(key)
 
     async def apply_tests(self, tests) -> None:
         table = self.table
