@@ -101,9 +101,9 @@ class Row:
         given = self.data["metadata"].get("task_type")
         if isinstance(given, str) and given:
             return given
-        names = sorted(set(self.facts.call_names))
-        if names:
-            return "tool:" + "+".join(names)
+        called = self.facts.call_names
+        if called:
+            return "tool:" + "+".join(sorted(set(called)))
         if self.data.get("tools"):
             return "tool:none"
         return self.layout or "chat"
@@ -180,9 +180,10 @@ class Scanner:
         else:
             row.tokens = facts.approx_tokens(toolset.nbytes if conv.get("tools") else 0)
         checks.check(conv, err, toolset.validators, row.tokens, self.opts.limits,
-                     args_parsed=not row.has("invalid_arguments_json"), facts=facts)
+                     args_parsed=not (row.findings and row.has("invalid_arguments_json")), facts=facts)
         self._check_id(row, err)
-        row.scores = {"dsft": quality.dsft_score(row.codes), "guide": quality.guide_score(facts)}
+        row.scores = {"dsft": quality.dsft_score(row.codes) if row.findings else 100,
+                      "guide": quality.guide_score(facts)}
         if self.opts.min_quality is not None and not row.rejected:
             score = row.scores[self.opts.scorer]
             if score < self.opts.min_quality:

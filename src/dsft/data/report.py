@@ -52,8 +52,10 @@ class Tally:
             self.duplicates += 1
         else:
             self.tokens.append(min(row.tokens, 0xFFFFFFFF))
-            for name, score in row.scores.items():
-                self.quality[name][score // 10 if score < 100 else 9] += 1
+            quality, scores = self.quality, row.scores
+            for name in ("dsft", "guide"):
+                score = scores[name]
+                quality[name][score // 10 if score < 100 else 9] += 1
             if row.facts.call_names:
                 self.tools.update(row.facts.call_names)
 
