@@ -191,10 +191,13 @@ def configure(req: ConfigureRequest) -> dict[str, Any]:
     folder = _configs_dir() / config_id
     folder.mkdir(parents=True, exist_ok=True)
     cfg.save(folder / "config.yaml")
-    rank = cfg.lora.r
-    est = estimate(cfg.model.name_or_path, "full" if cfg.method == "full" else cfg.method,
-                   seq_len=req.seq_len or cfg.data.max_length, batch=cfg.training.batch_size, rank=rank,
-                   checkpointing=cfg.training.gradient_checkpointing)
+    try:
+        est = estimate(cfg.model.name_or_path, "full" if cfg.method == "full" else cfg.method,
+                       seq_len=req.seq_len or cfg.data.max_length, batch=cfg.training.batch_size, rank=cfg.lora.r,
+                       checkpointing=cfg.training.gradient_checkpointing)
+    except (OverflowError, ValueError) as e:  # absurd sizes: a request error, not a server one
+        raise ApiError(422, "invalid_config", f"cannot estimate memory for this config: {e}",
+                       "use realistic batch_size, max_length and lora.r") from None
     return {"config_id": config_id, "config": resolved,
             "memory": {"total_gb": round(est.total / 2**30, 3), "params": est.params, "trainable": est.trainable,
                        "rows_gb": {k: round(v / 2**30, 3) for k, v in est.rows.items()}, "notes": est.notes}}

@@ -30,7 +30,7 @@ from dsft.registry.schema import Alias, Example, Job, Setting, now
 class Gate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     metric: str = Field("tool_args_exact_match", description="eval compare metric that decides (higher is better).")
-    margin: float = Field(0.0, description="how much better than the champion the new model must be.")
+    margin: float = Field(0.0, ge=-1e6, le=1e6, description="how much better than the champion the new model must be.")
 
 
 class Policy(BaseModel):
@@ -38,15 +38,16 @@ class Policy(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field("lightdom", description="registered model name the loop maintains.")
-    threshold: int = Field(100, gt=0, description="buffered examples that start a retrain.")
-    schedule_seconds: float | None = Field(None, gt=0, description="also retrain this often when the buffer is not empty.")
+    threshold: int = Field(100, gt=0, le=10**9, description="buffered examples that start a retrain.")
+    schedule_seconds: float | None = Field(None, gt=0, le=10**8,
+                                           description="also retrain this often when the buffer is not empty.")
     warm_start: bool = Field(True, description="continue from the champion's weights (else from the base).")
     base_model: str = Field("tiny", description="base model when there is no champion (hub id or folder in DSFT_HOME).")
     train_overrides: dict[str, Any] = Field(default_factory=dict, description="dotted training-config overrides.")
     tools: str | None = Field(None, description="tools file (inside DSFT_HOME) for examples that declare none.")
     validation_dataset: str | None = Field(None, description="fixed validation set (dataset id); default: the "
                                                              "champion's, else the first retrain's.")
-    eval_limit: int = Field(100, gt=0)
+    eval_limit: int = Field(100, gt=0, le=10**6)
     gate: Gate = Field(default_factory=Gate)
 
 

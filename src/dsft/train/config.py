@@ -32,7 +32,7 @@ class Phase(_Strict):
 
     name: str
     train: list[str]
-    epochs: float = Field(1, gt=0)
+    epochs: float = Field(1, gt=0, le=1_000_000)
 
 
 class DataConfig(_Strict):
@@ -41,7 +41,7 @@ class DataConfig(_Strict):
                                     description="Ordered phases; replaces `train` and training.epochs when given.")
     validation: list[str] = Field(default_factory=list, description="Held-out files; empty = split --val-ratio off train.")
     val_ratio: float = Field(0.1, ge=0, lt=1, description="Share held out when no validation files are given.")
-    max_length: int = Field(2048, gt=0, description="Tokens per example; longer ones are cut from the right.")
+    max_length: int = Field(2048, gt=0, le=10_000_000, description="Tokens per example; longer ones are cut from the right.")
 
     @model_validator(mode="after")
     def _has_data(self) -> DataConfig:
@@ -51,8 +51,8 @@ class DataConfig(_Strict):
 
 
 class LoraConfig(_Strict):
-    r: int = Field(16, gt=0, description="Rank (guide 3.1.3: 8 simple, 16 domain, 32 tool use, 64 full capability).")
-    alpha: int = Field(32, gt=0, description="Scaling numerator; the update is scaled by alpha / r.")
+    r: int = Field(16, gt=0, le=65536, description="Rank (guide 3.1.3: 8 simple, 16 domain, 32 tool use, 64 full capability).")
+    alpha: int = Field(32, gt=0, le=1_000_000, description="Scaling numerator; the update is scaled by alpha / r.")
     dropout: float = Field(0.05, ge=0, lt=1)
     targets: list[str] | Literal["auto"] = Field("auto", description="Module names, or the architecture's preset.")
     experts: bool = Field(False, description="Also adapt the fused routed experts of MoE models (peft parameter "
@@ -60,25 +60,25 @@ class LoraConfig(_Strict):
 
 
 class TrainingConfig(_Strict):
-    epochs: float = Field(3, gt=0)
+    epochs: float = Field(3, gt=0, le=1_000_000)
     learning_rate: float = Field(2e-4, gt=0)
-    batch_size: int = Field(8, gt=0, description="Examples per micro-batch, grouped by length.")
-    grad_accum: int = Field(1, gt=0, description="Micro-batches per optimizer step.")
+    batch_size: int = Field(8, gt=0, le=1_000_000, description="Examples per micro-batch, grouped by length.")
+    grad_accum: int = Field(1, gt=0, le=1_000_000, description="Micro-batches per optimizer step.")
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
-    seed: int = 0
-    log_every: int = Field(10, gt=0, description="Steps between metrics.jsonl lines.")
-    eval_every: int | None = Field(50, gt=0, description="Steps between eval losses on the validation split.")
-    save_every: int | None = Field(None, gt=0, description="Steps between checkpoints (for --resume); none = off.")
-    eval_tool_sample: int = Field(32, ge=0, description="Validation examples with tool calls generated at each eval "
+    seed: int = Field(0, ge=-(2**63), le=2**63 - 1)
+    log_every: int = Field(10, gt=0, le=10**9, description="Steps between metrics.jsonl lines.")
+    eval_every: int | None = Field(50, gt=0, le=10**9, description="Steps between eval losses on the validation split.")
+    save_every: int | None = Field(None, gt=0, le=10**9, description="Steps between checkpoints (for --resume); none = off.")
+    eval_tool_sample: int = Field(32, ge=0, le=1_000_000, description="Validation examples with tool calls generated at each eval "
                                                        "for tool-name/argument accuracy (0 = off).")
     early_stopping_metric: Literal["eval_loss", "eval_tool_name_accuracy", "eval_tool_args_exact_match"] | None = Field(None, description="eval_loss, eval_tool_name_accuracy or "
                                                                "eval_tool_args_exact_match; none = off.")
-    early_stopping_patience: int = Field(3, gt=0, description="Evaluations without improvement before stopping.")
+    early_stopping_patience: int = Field(3, gt=0, le=1_000_000, description="Evaluations without improvement before stopping.")
     report_to: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list,
                                                               description="Metric sinks besides metrics.jsonl.")
-    threads: int | None = Field(None, description="CPU threads for torch (default: all cores).")
+    threads: int | None = Field(None, ge=0, le=4096, description="CPU threads for torch (default: all cores).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory, ~30% slower.")
 
 
@@ -92,7 +92,7 @@ class TrainConfig(_Strict):
     model: ModelConfig
     data: DataConfig
     method: Literal["lora", "dora", "qlora", "ia3", "prefix", "full"] = "lora"
-    prefix_tokens: int = Field(16, gt=0, description="Virtual tokens for --method prefix.")
+    prefix_tokens: int = Field(16, gt=0, le=65536, description="Virtual tokens for --method prefix.")
     lora: LoraConfig = Field(default_factory=LoraConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     output: OutputConfig
