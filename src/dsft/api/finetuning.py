@@ -12,19 +12,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-import yaml
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from dsft.api.errors import ApiError
-from dsft.api.safety import check_paths, home_file, require_key
+from dsft.api.safety import check_paths, home_file
 from dsft.errors import UserError
 from dsft.home import dsft_home
 from dsft.registry import continuous, db, jobs, store
 
 router = APIRouter(prefix="/api/finetuning", tags=["finetuning (the guide's API)"])
-write = [Depends(require_key)]
 MAX_EXAMPLES = 10_000
 
 
@@ -45,7 +43,7 @@ class CollectRequest(Strict):
     html: list[str] = Field(default_factory=list, max_length=100, description="HTML files or http(s) URLs")
 
 
-@router.post("/phase1/collect", dependencies=write)
+@router.post("/phase1/collect")
 def collect(req: CollectRequest) -> dict[str, Any]:
     """Make examples from components, Markdown style guides and HTML pages; saved as an upload."""
     from dsft.data.collect import collect as run
@@ -113,7 +111,7 @@ class GenerateRequest(Strict):
     return_examples: bool = Field(False, description="also return the examples in the response")
 
 
-@router.post("/phase1/generate-tool-examples", dependencies=write)
+@router.post("/phase1/generate-tool-examples")
 def generate_tool_examples(req: GenerateRequest) -> dict[str, Any]:
     from dsft.data.generate import generate, load_scenarios
     from dsft.data.layouts import tools_from
@@ -142,7 +140,7 @@ class SplitRequest(Strict):
     near_dup: float | None = Field(None, gt=0, le=1)
 
 
-@router.post("/phase1/create-validation-split", dependencies=write, status_code=202)
+@router.post("/phase1/create-validation-split", status_code=202)
 def create_validation_split(req: SplitRequest) -> JSONResponse:
     """Prepare a dataset (validate, score, deduplicate, split) as a job; its result holds the dataset id."""
     spec = req.model_dump(exclude_none=True)
@@ -164,7 +162,7 @@ def _configs_dir() -> Path:
     return dsft_home() / "configs"
 
 
-@router.post("/phase2/configure", dependencies=write)
+@router.post("/phase2/configure")
 def configure(req: ConfigureRequest) -> dict[str, Any]:
     """Validate a config, apply presets, store the resolved copy and estimate its memory."""
     from dsft.registry.tasks import base_model
@@ -214,7 +212,7 @@ def _config_folder(config_id: str) -> Path:
     return folder
 
 
-@router.post("/phase2/generate-scripts", dependencies=write)
+@router.post("/phase2/generate-scripts")
 def generate_scripts(req: ScriptsRequest) -> dict[str, Any]:
     """A standalone training script (transformers + peft) and its pinned requirements for a stored config."""
     from dsft.train.export_script import export
@@ -268,7 +266,7 @@ class RegisterRequest(Strict):
     alias: str | None = Field(None, description="also point this alias at the new version")
 
 
-@router.post("/phase3/register-model", dependencies=write, status_code=201)
+@router.post("/phase3/register-model", status_code=201)
 def register_model(req: RegisterRequest) -> dict[str, Any]:
     if (req.job_id is None) == (req.run is None):
         raise ApiError(422, "invalid_request", "give exactly one of job_id and run")
@@ -309,7 +307,7 @@ class AddExampleRequest(Strict):
     examples: list[Any] | None = Field(None, max_length=MAX_EXAMPLES)
 
 
-@router.post("/continuous/add-example", dependencies=write)
+@router.post("/continuous/add-example")
 def add_example(req: AddExampleRequest) -> dict[str, Any]:
     """Validate each example on arrival (issue 2's codes); rejected ones are kept with their reasons."""
     batch = ([req.example] if req.example is not None else []) + list(req.examples or [])
@@ -323,7 +321,7 @@ def continuous_status() -> dict[str, Any]:
     return continuous.status()
 
 
-@router.post("/continuous/trigger", dependencies=write, status_code=202)
+@router.post("/continuous/trigger", status_code=202)
 def trigger() -> JSONResponse:
     job_id = continuous.maybe_retrain("trigger")
     if job_id is None:
@@ -337,7 +335,7 @@ def get_policy() -> dict[str, Any]:
     return continuous.policy().model_dump()
 
 
-@router.put("/continuous/config", dependencies=write)
+@router.put("/continuous/config")
 def put_policy(policy: continuous.Policy) -> dict[str, Any]:
     check_paths(policy.model_dump(), "policy")
     return continuous.set_policy(policy).model_dump()
@@ -356,7 +354,7 @@ class PipelineRequest(Strict):
     register_as: dict[str, str] | None = Field(None, alias="register", description="{name, alias}")
 
 
-@router.post("/run-pipeline", dependencies=write, status_code=202)
+@router.post("/run-pipeline", status_code=202)
 def run_pipeline(req: PipelineRequest) -> JSONResponse:
     spec = req.model_dump(exclude_none=True, by_alias=True)
     check_paths({k: v for k, v in spec.items() if k != "collect"})
@@ -369,7 +367,3 @@ def run_pipeline(req: PipelineRequest) -> JSONResponse:
     if req.register_as:
         store.check_name(req.register_as.get("name", ""))
     return accepted(jobs.submit("pipeline", spec))
-
-
-def _yaml(value: Any) -> str:  # pragma: no cover - kept for debugging responses
-    return yaml.safe_dump(value, sort_keys=False)

@@ -12,8 +12,10 @@ import hashlib
 from collections import defaultdict
 
 
-def rank_key(seed: int, row_digest: bytes) -> bytes:
-    return hashlib.blake2b(row_digest, digest_size=8, key=seed.to_bytes(8, "little", signed=True)).digest()
+def ranker(seed: int):
+    """A row's seeded rank key (8 bytes of keyed blake2b of its digest), with the key made once."""
+    key = seed.to_bytes(8, "little", signed=True)
+    return lambda row_digest: hashlib.blake2b(row_digest, digest_size=8, key=key).digest()
 
 
 def validation_rows(strata: list[str], digests: list[bytes], ratio: float, seed: int) -> set[int]:
@@ -36,9 +38,9 @@ def validation_rows(strata: list[str], digests: list[bytes], ratio: float, seed:
     for s in sorted(quotas, key=lambda s: (-(quotas[s] - take[s]), s))[:short]:
         take[s] += 1
     chosen: set[int] = set()
-    key = seed.to_bytes(8, "little", signed=True)
+    rank = ranker(seed)
     for s, rows in groups.items():
-        if take[s]:  # rank_key(seed, digest), with the key made once
-            ranked = sorted(rows, key=lambda i: hashlib.blake2b(digests[i], digest_size=8, key=key).digest())
+        if take[s]:
+            ranked = sorted(rows, key=lambda i: rank(digests[i]))
             chosen.update(ranked[: take[s]])
     return chosen

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from dsft.errors import UserError
 from dsft.home import dsft_home, relative_to_home
 from dsft.registry import db
-from dsft.registry.schema import Alias, AliasEvent, Dataset, ModelVersion
+from dsft.registry.schema import Alias, AliasEvent, Dataset, ModelVersion, now
 
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -199,16 +199,10 @@ def set_alias(name: str, alias: str, version: int | None, reason: str = "", url:
         elif row is None:
             s.add(Alias(name=name, alias=alias, version=version))
         else:
-            row.version, row.updated = version, _now()
+            row.version, row.updated = version, now()
         ev = AliasEvent(name=name, alias=alias, old_version=old, new_version=version, reason=reason)
         s.add(ev)
     return ev
-
-
-def _now():
-    from dsft.registry.schema import now
-
-    return now()
 
 
 def aliases_of(s, name: str) -> dict[int, list[str]]:

@@ -26,9 +26,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from dsft import __version__
-from dsft.api.safety import api_key
+from dsft.api.errors import ApiError
+from dsft.api.safety import api_key, require_key
 from dsft.serve import chat_api
-from dsft.serve.backend import Backend, Request as GenRequest
+from dsft.serve.backend import Backend
+from dsft.serve.backend import Request as GenRequest
 from dsft.serve.metrics import Metrics
 from dsft.serve.router import Route, Table, Variant
 
@@ -44,7 +46,6 @@ class Gateway:
     backend: Backend
     target: str = "prod"
     poll: float = 1.0
-    registry: bool = True  # follow deployments and A/B tests in the registry
     table: Table = field(default_factory=Table)
     inflight: collections.Counter = field(default_factory=collections.Counter)
     traffic: dict = field(default_factory=lambda: collections.defaultdict(lambda: [0, 0, 0.0, 0, 0]))
@@ -196,7 +197,7 @@ class Gateway:
 
 def create_app(backend: Backend, refs: list[str], target: str = "prod", poll: float = 1.0,
                registry: bool = True) -> FastAPI:
-    gw = Gateway(backend, target, poll, registry)
+    gw = Gateway(backend, target, poll)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -214,13 +215,11 @@ def create_app(backend: Backend, refs: list[str], target: str = "prod", poll: fl
 
     @app.middleware("http")
     async def auth(request: Request, call_next):
-        key = api_key()
-        if key is not None and request.url.path != "/health":
-            import hmac
-
-            given = request.headers.get("authorization", "")
-            if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), key.encode())):
-                return oai_error(401, "missing or wrong API key", "authentication_error", "invalid_api_key")
+        if api_key() is not None and request.url.path != "/health":
+            try:
+                require_key(request)
+            except ApiError as e:
+                return oai_error(401, e.message, "authentication_error", "invalid_api_key")
         return await call_next(request)
 
     @app.exception_handler(RequestValidationError)

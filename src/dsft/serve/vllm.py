@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import shlex
 import socket
@@ -140,7 +141,7 @@ class VLLMBackend:
         if s.seed is not None:
             body["seed"] = s.seed
         if s.must_start_with:  # vLLM's guided decoding (documented extra parameter): start with the name
-            body["guided_regex"] = _escape(s.must_start_with) + r"[\s\S]*"
+            body["guided_regex"] = re.escape(s.must_start_with) + r"[\s\S]*"
         if stream:
             body["stream_options"] = {"include_usage": True}
         return engine, body
@@ -207,12 +208,6 @@ class VLLMBackend:
 
 def _auth(engine: Engine) -> dict[str, str]:
     return {"Authorization": f"Bearer {engine.key}"}
-
-
-def _escape(text: str) -> str:
-    import re
-
-    return re.escape(text)
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m dsft.serve.vllm ARGS` prints the vllm command
