@@ -9,6 +9,8 @@ one core:
     statistics off, as the issue's goal states);
   - baseline: json.loads + the guide's schema (section 4.2) as a pydantic model per row, no
     scoring, nothing written.
+Each side runs `--repeat` times, interleaved, and its fastest run counts (as timeit does): on a
+shared VM, noise only ever adds time, and it moved single runs by ±25% here.
 Peak memory is each process's high-water RSS (VmHWM); `growth_bytes_per_row` compares a run on a quarter of
 the file with the full run, which shows whether memory grows with the file.
 The last line is one JSON object: examples_per_s, vs_baseline, peak_mb, and the rest.
@@ -136,6 +138,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of baseline then ours; the best of each is kept")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     lines = make_rows(args.rows)
@@ -144,11 +147,16 @@ def main() -> None:
     quarter.write_text("\n".join(lines[: len(lines) // 4]) + "\n", encoding="utf-8")
     print(f"{len(lines)} rows, {full.stat().st_size / 2**20:.1f} MiB -> {full}")
 
-    base = _run(_baseline, full, args.out / "unused")
+    base = ours = None
+    for k in range(args.repeat):  # interleaved, best of each: a shared VM's noise only ever adds time
+        b = _run(_baseline, full, args.out / "unused")
+        o = _run(_ours, full, args.out / "dataset")
+        print(f"round {k + 1}: baseline {len(lines) / b['seconds']:,.0f} rows/s, dsft {len(lines) / o['seconds']:,.0f} rows/s")
+        base = b if base is None or b["seconds"] < base["seconds"] else base
+        ours = o if ours is None or o["seconds"] < ours["seconds"] else ours
     print(f"baseline (json.loads + pydantic per row): {len(lines) / base['seconds']:,.0f} rows/s, "
           f"peak {base['peak_mb']:.0f} MB")
     small = _run(_ours, quarter, args.out / "dataset_quarter")
-    ours = _run(_ours, full, args.out / "dataset")
     eps = len(lines) / ours["seconds"]
     growth = (ours["peak_mb"] - small["peak_mb"]) * 2**20 / (len(lines) - len(lines) // 4)
     print(f"dsft prepare (validate+score+dedup+split+write, one core): {eps:,.0f} rows/s, "

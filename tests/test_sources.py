@@ -87,3 +87,27 @@ def test_truncated_array_is_reported(tmp_path):
     recs = records(path)
     assert recs[-1].finding.code == "truncated_record"
     assert sum(1 for r in recs if r.finding is None) == 2
+
+
+def test_a_repeated_tool_list_is_parsed_once_and_rows_read_as_with_a_full_parse(tmp_path):
+    import orjson
+
+    tools = [{"type": "function", "function": {"name": "analyze_seo", "parameters": {"type": "object"}}}]
+    good = {"messages": [{"role": "user", "content": "Score a.io"}], "tools": tools, "id": 7, "extra": [1.5, None]}
+    lines = [orjson.dumps(good),
+             orjson.dumps({**good, "functions": [{"name": "f"}], "tools": tools}),
+             b'{"messages": [], "tools": [{"name": "\xff"}]}',  # a new list that is not UTF-8
+             b'{"messages": [], "tools": [1e999]}',  # a number JSON cannot hold
+             b'{"messages": [], "tools": [1, 2}',  # truncated inside the list
+             b'{"tools": 1, "tools": ' + orjson.dumps(tools) + b', "messages": []}',  # the last key wins, as in JSON
+             orjson.dumps(good)]
+    path = tmp_path / "tools.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    recs = records(path)
+    assert [(r.line, r.finding.code if r.finding else "ok") for r in recs] == [
+        (1, "ok"), (2, "ok"), (3, "not_utf8"), (4, "invalid_json"), (5, "invalid_json"), (6, "ok"), (7, "ok")]
+    for r, line in zip(recs, lines):
+        if r.finding is None:
+            assert r.data == orjson.loads(line)
+            assert list(r.data) == list(orjson.loads(line)), "key order is kept"
+    assert recs[0].data["tools"] is recs[1].data["tools"] is recs[6].data["tools"], "parsed once, shared"

@@ -120,6 +120,7 @@ class Scanner:
         self.schemas = checks.SchemaCache()
         self.count_tokens = options.token_counter
         self._tool_sets: dict[bytes, ToolSet] = {}
+        self._shared: dict[tuple[int, int], tuple[Any, Any, ToolSet]] = {}  # by identity: no re-serializing
         self._toolset = NO_TOOLS  # the current row's tools
         self._attached = self._resolve(options.tools, None) if options.tools is not None else None
         self.exact = ExactDeduper()
@@ -200,6 +201,9 @@ class Scanner:
         return self._toolset.tools
 
     def _resolve(self, tools: Any, functions: Any) -> ToolSet:
+        same = self._shared.get((id(tools), id(functions)))
+        if same is not None and same[0] is tools and same[1] is functions:  # the reader's shared parse of a list
+            return same[2]
         key = orjson.dumps([tools, functions])
         hit = self._tool_sets.get(key)
         if hit is None:
@@ -221,6 +225,9 @@ class Scanner:
             if len(self._tool_sets) > 4096:
                 self._tool_sets.clear()
             self._tool_sets[key] = hit
+        if len(self._shared) >= 256:
+            self._shared.clear()
+        self._shared[id(tools), id(functions)] = (tools, functions, hit)  # holding them keeps the ids unique
         return hit
 
     def _check_id(self, row: Row, err) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 
 from dsft.data.codes import Finding, InputError
@@ -30,6 +31,9 @@ SUPPORTED = JSON_SUFFIXES | CSV_SUFFIXES | PARQUET_SUFFIXES
 # CSV cells under these columns hold JSON (lists of messages, tool specs...).
 JSON_COLUMNS = {"messages", "conversations", "tools", "functions", "metadata", "history", "parallel_tool_calls"}
 MAX_RECORD_BYTES = 64 * 1024 * 1024
+# Top-level values left as raw bytes that repeat byte for byte from row to row: parsed once.
+SHARED_KEYS = (b'"tools"', b'"functions"')
+_FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
 @dataclass(slots=True)
@@ -137,6 +141,7 @@ class _JsonLines:
         self.buf: list[str] = []
         self.start = 0
         self.size = 0
+        self.shared: dict[bytes, Any] = {}  # raw bytes of a tool list -> the one parsed copy every row shares
 
     def read(self, f) -> Iterator[Record]:
         name, loads = self.name, orjson.loads
@@ -145,8 +150,8 @@ class _JsonLines:
                 raw = raw[3:]
             if raw[:1] == b"{" and not self.buf:  # the common case, one object per line: parse the bytes as they are
                 try:
-                    data = loads(raw)
-                except orjson.JSONDecodeError:
+                    data = self._with_shared(raw) if SHARED_KEYS[0] in raw or SHARED_KEYS[1] in raw else loads(raw)
+                except (orjson.JSONDecodeError, msgspec.DecodeError):
                     pass  # not UTF-8, not complete, not alone on its line...: the general path says which
                 else:
                     yield Record(name, lineno, raw, data)
@@ -159,6 +164,30 @@ class _JsonLines:
             yield from self._line(lineno, line)
         if self.buf:
             yield self._fail("truncated_record", "the file ends before this record's JSON is complete")
+
+    def _with_shared(self, raw: bytes) -> dict[str, Any]:
+        """Parse a record whose tool list is most likely the one the previous rows declared.
+
+        OpenAI's layout repeats the whole tool list on every row, and it is most of the row's
+        bytes: the record is split into its top-level values as raw bytes (msgspec), the tool
+        list is looked up by its exact bytes and parsed only the first time, and only the rest
+        is parsed. Every value is still parsed by the same parser as the ordinary path (or is
+        byte-identical to one that was), so a row is accepted or refused exactly as before; the
+        parsed tool list is shared between rows and must not be mutated."""
+        data = {}
+        for key, value in _FIELDS.decode(raw).items():
+            if key == "tools" or key == "functions":
+                value = bytes(value)
+                parsed = self.shared.get(value)
+                if parsed is None:
+                    parsed = orjson.loads(value)
+                    if len(self.shared) >= 64:  # bounded: a file that never repeats its lists gains nothing
+                        self.shared.clear()
+                    self.shared[value] = parsed
+                data[key] = parsed
+            else:
+                data[key] = orjson.loads(memoryview(value))
+        return data
 
     def _bad_bytes(self, lineno: int, raw: bytes, e: UnicodeDecodeError) -> Iterator[Record]:
         where = f"byte {e.start + 1} of line {lineno}"
