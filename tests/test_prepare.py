@@ -111,3 +111,41 @@ def test_identical_assistant_replies_is_a_dataset_warning(tmp_path):
     assert res.report["findings"]["identical_assistant_replies"]["count"] == 1
     proc = run_dsft("data", "validate", src, check=0)
     assert "identical_assistant_replies" in proc.stdout
+
+
+@pytest.mark.parametrize("forced_fallback", [False, True])
+def test_the_one_pass_split_writes_the_exact_stratified_split(tmp_path, monkeypatch, forced_fallback):
+    from dsft.data import prepare as prepare_module
+    from dsft.data.dedup import digest, normal_form
+    from dsft.data.split import StreamingSplit, validation_rows
+
+    outcomes = []
+
+    class Recorded(StreamingSplit):
+        def __init__(self, ratio, seed):  # a bound at the ratio itself: cuts land beyond it, train.jsonl is rebuilt
+            super().__init__(ratio, seed, **({"sigmas": 0.0, "slack": 0.0} if forced_fallback else {}))
+
+        def choose(self):
+            chosen, complete = super().choose()
+            outcomes.append(complete)
+            return chosen, complete
+
+    monkeypatch.setattr(prepare_module, "StreamingSplit", Recorded)
+    src = tmp_path / "gen.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in generate(load_scenarios(), 400, seed=4)) + "\n")
+    res = prepare([src], tmp_path / "ds", val_ratio=0.2, seed=9)
+    train, val = (read_jsonl(tmp_path / "ds" / f"{n}.jsonl") for n in ("train", "validation"))
+    kept = sorted(train + val, key=lambda r: int(r["metadata"]["dsft"]["origin"].rsplit(":", 1)[1]))
+    strata = [r["metadata"]["dsft"]["task_type"] for r in kept]
+    digests = [digest(normal_form({k: v for k, v in r.items() if k != "metadata"})) for r in kept]
+    expected = validation_rows(strata, digests, 0.2, seed=9)
+    assert [kept.index(r) for r in val] == sorted(expected), "validation: exactly the chosen rows, in input order"
+    assert res.report["counts"]["validation"] == len(expected) == round(0.2 * len(kept))
+    lines = [int(r["metadata"]["dsft"]["origin"].rsplit(":", 1)[1]) for r in train]
+    split_at = next((k for k in range(1, len(lines)) if lines[k] < lines[k - 1]), len(lines))
+    assert lines[:split_at] == sorted(lines[:split_at]) and lines[split_at:] == sorted(lines[split_at:]), \
+        "train: rows never held aside in input order, then the held-aside ones in input order"
+    again = prepare([src], tmp_path / "again", val_ratio=0.2, seed=9)
+    assert again.dataset_id == res.dataset_id
+    assert not list((tmp_path / "ds").glob("*.tmp"))
+    assert outcomes == [not forced_fallback] * 2

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from dsft.data.conversation import Conversation
 from dsft.data.dedup import ExactDeduper, NearDeduper, digest, normal_form
 from dsft.data.quality import dsft_score, guide_score
-from dsft.data.split import validation_rows
+from dsft.data.split import StreamingSplit, validation_rows
 
 
 def conv(*msgs, **kw):
@@ -87,3 +89,33 @@ def test_near_duplicates():
     assert d.seen(base, 0) is None
     assert d.seen(base.replace("early", "late"), 1) == 0
     assert d.seen("completely different text about css selectors and grid layouts in browsers", 2) is None
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.01, 0.1, 0.3])
+@pytest.mark.parametrize("sigmas,slack", [(6.0, 4.0), (0.0, 0.0)])
+def test_streaming_split_chooses_exactly_what_the_in_memory_split_does(ratio, sigmas, slack):
+    rng = random.Random(int(ratio * 100))
+    for n in (0, 9, 10, 37, 400, 3000):
+        strata = [rng.choice(["common"] * 20 + ["rare", "mid", "mid"]) for _ in range(n)]
+        digests = [digest(f"{ratio}-{n}-{i}") for i in range(n)]
+        split = StreamingSplit(ratio, seed=5, sigmas=sigmas, slack=slack)
+        held = [i for i in range(n) if split.offer(strata[i], digests[i])]
+        assert held == split.candidates
+        chosen, complete = split.choose()
+        assert chosen == validation_rows(strata, digests, ratio, seed=5)
+        if complete:
+            assert chosen <= set(held), "a complete choice only takes rows that were held aside"
+        if sigmas and n >= 400:
+            assert complete
+        if sigmas and n == 3000:
+            assert len(held) < n * (ratio + 0.2), "not much more than the share is held aside"
+
+
+def test_streaming_split_holds_aside_little_more_than_the_share_of_a_large_dataset():
+    split = StreamingSplit(0.1, seed=0)
+    n = 50_000
+    for i in range(n):
+        split.offer("tool:a" if i % 3 else "chat", digest(str(i)))
+    chosen, complete = split.choose()
+    assert complete and len(chosen) == 5000
+    assert len(split.candidates) < 0.14 * n

@@ -97,7 +97,7 @@ def _chat(record: dict[str, Any], err: Err, tools_fn) -> dict | None:
     out: list[dict] = []
     legacy_pending: dict[str, list[str]] = {}  # name -> ids of legacy function_call turns
     for i, m in enumerate(msgs):
-        if type(m) is dict and m.keys() <= _PLAIN_KEYS and m.get("role") in ROLES and type(m.get("content")) is str:
+        if type(m) is dict and _PLAIN_KEYS.issuperset(m) and m.get("role") in ROLES and type(m.get("content")) is str:
             out.append(m)  # already canonical: the common case, passed through as is
             continue
         if not isinstance(m, dict):
@@ -106,7 +106,10 @@ def _chat(record: dict[str, Any], err: Err, tools_fn) -> dict | None:
         role = m.get("role")
         if role == "developer":
             role = "system"
-        msg: dict[str, Any] = {"role": role, "content": _content(m.get("content"), f"messages[{i}]", err)}
+        msg: dict[str, Any] = {"role": role}
+        content = _content(m.get("content"), f"messages[{i}]", err)
+        if content is not None:  # the canonical form omits what is None
+            msg["content"] = content
         if role == "function":  # legacy result of a function_call
             msg["role"] = "tool"
             ids = legacy_pending.get(m.get("name"), [])

@@ -11,6 +11,11 @@ Nothing is lost: every record read lands in exactly one of the four .jsonl files
 report says so (`counts.balanced`). The dataset id is
 sha256(b"train\n" + sha256(train.jsonl) + b"validation\n" + sha256(validation.jsonl)) over the
 files' exact bytes, so it names precisely what a model was trained on and can be re-checked.
+
+Rows are written as they are judged, in one pass: training rows straight to train.jsonl, and
+the few that might still be chosen for validation (see `split.StreamingSplit`) to a side file
+until the counts are known. So train.jsonl holds its rows in input order, except that those
+held aside come last; validation.jsonl holds its rows in input order.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from dsft import __version__
 from dsft.data import sources
 from dsft.data.pipeline import Options, Row, Scanner
 from dsft.data.report import Tally, to_markdown
-from dsft.data.split import validation_rows
+from dsft.data.split import StreamingSplit
 from dsft.data.tokens import APPROXIMATION
 from dsft.errors import UserError
 
@@ -74,13 +79,12 @@ def _write(files, tmp: Path, options: Options, val_ratio: float, seed: int, toke
     started = time.perf_counter()
     scanner = Scanner(options)
     tally = Tally()
-    strata_names: list[str] = []
-    strata_index: dict[str, int] = {}
-    strata = array("I")  # per kept row: its stratum, its length in kept.tmp (for the second pass)
-    sizes = array("I")
-    digests: list[bytes] = []
-    buffered = 1 << 20  # rows are ~0.5 KB: small writes would cost a syscall every few rows
-    with open(tmp / "kept.tmp", "wb", buffering=buffered) as kept, \
+    split = StreamingSplit(val_ratio, seed)
+    sizes = array("I")  # per kept row: its length in train.jsonl or candidates.tmp
+    train_sha = hashlib.sha256()
+    buffered = 1 << 20  # rows are ~0.5-2 KB: small writes would cost a syscall every few rows
+    with open(tmp / "train.jsonl", "wb", buffering=buffered) as train, \
+            open(tmp / "candidates.tmp", "wb", buffering=buffered) as held, \
             open(tmp / "rejects.jsonl", "wb", buffering=buffered) as rejects, \
             open(tmp / "duplicates.jsonl", "wb", buffering=buffered) as dups:
         for row in scanner.scan(sources.read_records(files)):
@@ -100,26 +104,22 @@ def _write(files, tmp: Path, options: Options, val_ratio: float, seed: int, toke
                     "conversation": orjson.Fragment(_canonical(row))}) + b"\n")
                 continue
             task = row.task_type()
-            stratum = strata_index.get(task)
-            if stratum is None:
-                stratum = strata_index[task] = len(strata_names)
-                strata_names.append(task)
-            strata.append(stratum)
-            digests.append(row.digest)
-            line = _canonical(row, task) + b"\n"
+            line = _canonical(row, task, orjson.OPT_APPEND_NEWLINE)
             sizes.append(len(line))
-            kept.write(line)
+            if split.offer(task, row.digest):
+                held.write(line)
+            else:
+                train.write(line)
+                train_sha.update(line)
 
-    val = sorted(validation_rows([strata_names[s] for s in strata], digests, val_ratio, seed))
-    del digests
-    train_sha, val_sha = _split_files(tmp, sizes, val)
-    (tmp / "kept.tmp").unlink()
-    sha = hashlib.sha256(b"train\n" + train_sha + b"validation\n" + val_sha)
+    val, complete = split.choose()
+    train_digest, val_digest = _place_candidates(tmp, split, sizes, val, complete, train_sha)
+    sha = hashlib.sha256(b"train\n" + train_digest + b"validation\n" + val_digest)
     per_task: dict[str, Counter] = defaultdict(Counter)
-    for stratum, n in Counter(strata).items():
-        per_task[strata_names[stratum]]["train"] = n
+    for name, n in zip(split.names, split.counts):
+        per_task[name]["train"] = n
     for i in val:
-        task = per_task[strata_names[strata[i]]]
+        task = per_task[split.names[split.strata[i]]]
         task["train"] -= 1
         task["validation"] += 1
 
@@ -127,7 +127,7 @@ def _write(files, tmp: Path, options: Options, val_ratio: float, seed: int, toke
     for f in dataset_findings:
         tally.add_finding(f)
     n_val = len(val)
-    counts = {"read": tally.read, "train": len(strata) - n_val, "validation": n_val,
+    counts = {"read": tally.read, "train": len(sizes) - n_val, "validation": n_val,
               "rejected": tally.rejected, "duplicates": tally.duplicates}
     counts["balanced"] = counts["read"] == counts["train"] + counts["validation"] + counts["rejected"] + counts["duplicates"]
     report = {
@@ -157,35 +157,68 @@ def _write(files, tmp: Path, options: Options, val_ratio: float, seed: int, toke
     return report
 
 
-def _split_files(tmp: Path, sizes: array, val: list[int]) -> tuple[bytes, bytes]:
-    """Copy kept.tmp into train.jsonl and validation.jsonl: the validation rows one by one, the
-    runs of training rows between them in large blocks. Returns both files' sha256 digests."""
-    train_sha, val_sha = hashlib.sha256(), hashlib.sha256()
-    block = 8 << 20
-
-    def copy(src, dst, digest, n: int) -> None:
-        while n > 0:
-            chunk = src.read(min(n, block))
-            if not chunk:
-                raise RuntimeError("kept.tmp is shorter than the rows written to it")
-            dst.write(chunk)
-            digest.update(chunk)
-            n -= len(chunk)
-
-    with open(tmp / "kept.tmp", "rb") as src, open(tmp / "train.jsonl", "wb") as train, \
-            open(tmp / "validation.jsonl", "wb") as valid:
-        nxt = 0  # first row not yet copied
-        for i in val:
-            copy(src, train, train_sha, sum(sizes[nxt:i]))
-            copy(src, valid, val_sha, sizes[i])
-            nxt = i + 1
-        copy(src, train, train_sha, sum(sizes[nxt:]))
-        if src.read(1):
-            raise RuntimeError("kept.tmp is longer than the rows written to it")
+def _place_candidates(tmp: Path, split: StreamingSplit, sizes: array, val: set[int], complete: bool,
+                      train_sha) -> tuple[bytes, bytes]:
+    """Move the held-aside candidates to validation.jsonl (in input order) or to the end of
+    train.jsonl; return both files' sha256 digests. In the rare incomplete case some rows
+    already in train.jsonl were chosen too: train.jsonl is then rebuilt from its rows and the
+    candidates, by the same rule (training rows never held aside, then the held ones, each in
+    input order), so the files depend only on the rows and the seed either way."""
+    val_sha = hashlib.sha256()
+    buffered = 1 << 20
+    held = split.candidates
+    with open(tmp / "candidates.tmp", "rb", buffering=buffered) as cands, \
+            open(tmp / "validation.jsonl", "wb", buffering=buffered) as out_val:
+        if complete:
+            with open(tmp / "train.jsonl", "ab", buffering=buffered) as out_train:
+                for i in held:
+                    line = _read_exact(cands, sizes[i])
+                    if i in val:
+                        out_val.write(line)
+                        val_sha.update(line)
+                    else:
+                        out_train.write(line)
+                        train_sha.update(line)
+        else:
+            (tmp / "train.jsonl").rename(tmp / "direct.tmp")
+            train_sha, is_held = hashlib.sha256(), set(held)
+            with open(tmp / "direct.tmp", "rb", buffering=buffered) as direct, \
+                    open(tmp / "train.jsonl", "wb", buffering=buffered) as out_train:
+                for i in range(len(sizes)):  # every row in input order, from the file it went to
+                    line = _read_exact(cands if i in is_held else direct, sizes[i])
+                    if i in val:
+                        out_val.write(line)
+                        val_sha.update(line)
+                    elif i not in is_held:
+                        out_train.write(line)
+                        train_sha.update(line)
+                _at_end(direct)
+                _at_end(cands)
+                cands.seek(0)
+                for i in held:
+                    line = _read_exact(cands, sizes[i])
+                    if i not in val:
+                        out_train.write(line)
+                        train_sha.update(line)
+            (tmp / "direct.tmp").unlink()
+        _at_end(cands)
+    (tmp / "candidates.tmp").unlink()
     return train_sha.digest(), val_sha.digest()
 
 
-def _canonical(row: Row, task_type: str | None = None) -> bytes:
+def _read_exact(f, n: int) -> bytes:
+    data = f.read(n)
+    if len(data) != n:
+        raise RuntimeError("a temporary file is shorter than the rows written to it")
+    return data
+
+
+def _at_end(f) -> None:
+    if f.read(1):
+        raise RuntimeError("a temporary file is longer than the rows written to it")
+
+
+def _canonical(row: Row, task_type: str | None = None, option: int = 0) -> bytes:
     """The row as written: canonical JSON, with dsft's own notes under metadata.dsft.
 
     Keys come in the model's field order; a message passed through from the input keeps its
@@ -200,7 +233,7 @@ def _canonical(row: Row, task_type: str | None = None) -> bytes:
     if "parallel_tool_calls" in data:
         out["parallel_tool_calls"] = data["parallel_tool_calls"]
     out["metadata"] = meta
-    return orjson.dumps(out, default=_json_default)
+    return orjson.dumps(out, default=_json_default, option=option)
 
 
 def _json_default(value: Any) -> Any:

@@ -142,6 +142,8 @@ class _JsonLines:
         self.start = 0
         self.size = 0
         self.shared: dict[bytes, Any] = {}  # raw bytes of a tool list -> the one parsed copy every row shares
+        self.last: tuple[msgspec.Raw, Any] = (msgspec.Raw(b""), None)  # the list the previous row had (Raw
+        # compares equal to Raw only)
 
     def read(self, f) -> Iterator[Record]:
         name, loads = self.name, orjson.loads
@@ -177,14 +179,18 @@ class _JsonLines:
         data = {}
         for key, value in _FIELDS.decode(raw).items():
             if key == "tools" or key == "functions":
-                value = bytes(value)
-                parsed = self.shared.get(value)
+                if value == self.last[0]:  # the usual case: a compare, no copy and no hash of the bytes
+                    data[key] = self.last[1]
+                    continue
+                exact = bytes(value)
+                parsed = self.shared.get(exact)
                 if parsed is None:
-                    parsed = orjson.loads(value)
+                    parsed = orjson.loads(exact)
                     if len(self.shared) >= 64:  # bounded: a file that never repeats its lists gains nothing
                         self.shared.clear()
-                    self.shared[value] = parsed
+                    self.shared[exact] = parsed
                 data[key] = parsed
+                self.last = (value, parsed)
             else:
                 data[key] = orjson.loads(memoryview(value))
         return data
