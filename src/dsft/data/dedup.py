@@ -29,8 +29,10 @@ def normal_form(conv: Conversation | dict | Survey, tool_names: str | None = Non
         facts = survey(conv)
         if tool_names is None:
             tool_names = ",".join(sorted(t["name"] for t in conv.get("tools") or ()))
-    parts = facts.text + [tool_names] if tool_names else facts.text
-    return "\0".join(parts).encode("utf-8", "surrogatepass").translate(_ASCII_LOWER, _ASCII_SPACE)
+    text = "\0".join(facts.text)
+    if tool_names:
+        text += "\0" + tool_names
+    return text.encode("utf-8", "surrogatepass").translate(_ASCII_LOWER, _ASCII_SPACE)
 
 
 def plain_text(conv: Conversation | dict) -> str:

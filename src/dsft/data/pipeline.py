@@ -17,6 +17,7 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from hashlib import blake2b
 from typing import Any
 
 import orjson
@@ -25,7 +26,7 @@ from pydantic import ValidationError
 from dsft.data import checks, layouts, quality, sources
 from dsft.data.codes import CODES, Finding
 from dsft.data.conversation import Conversation, Tool
-from dsft.data.dedup import ExactDeduper, NearDeduper, digest, normal_form, plain_text
+from dsft.data.dedup import ExactDeduper, NearDeduper, normal_form, plain_text
 from dsft.data.survey import Survey, survey
 from dsft.data.tokens import Counter as TokenCounter
 
@@ -129,6 +130,7 @@ class Scanner:
         self.kept = 0
         self._files: list[str] = []  # origins of kept rows, two compact arrays by kept index
         self._file_ids: dict[str, int] = {}
+        self._file, self._file_id = None, 0  # the file of the last kept row, and its number
         self._origin_file = array("I")
         self._origin_line = array("I")
         self.final_replies: Counter[int] = Counter()  # by str hash: only compared within this process
@@ -239,9 +241,12 @@ class Scanner:
             err("duplicate_example_id", f"id {example_id!r} was first used at {first}")
 
     def _dedup(self, row: Row) -> None:
-        tools = row.data.get("tools")
-        names = row.toolset.names if row.toolset else ",".join(sorted(t["name"] for t in tools or ()))
-        row.digest = digest(normal_form(row.facts, names))
+        if row.toolset is not None:
+            names = row.toolset.names
+        else:
+            tools = row.data.get("tools")
+            names = ",".join(sorted(t["name"] for t in tools)) if tools else ""
+        row.digest = blake2b(normal_form(row.facts, names), digest_size=16).digest()  # = dedup.digest
         first = self.exact.seen(row.digest, self.kept)
         kind = "exact"
         if first is None and self.near is not None:
@@ -250,10 +255,13 @@ class Scanner:
             row.duplicate_of, row.duplicate_kind = first, kind
             return
         self.kept += 1
-        file_id = self._file_ids.setdefault(row.record.file, len(self._files))
-        if file_id == len(self._files):
-            self._files.append(row.record.file)
-        self._origin_file.append(file_id)
+        file = row.record.file
+        if file is not self._file:  # records come file by file
+            self._file = file
+            self._file_id = self._file_ids.setdefault(file, len(self._files))
+            if self._file_id == len(self._files):
+                self._files.append(file)
+        self._origin_file.append(self._file_id)
         self._origin_line.append(row.record.line)
         last = row.facts.final_reply
         if last is not None:
