@@ -29,8 +29,8 @@ Err = Callable[[str, str], None]
 LAYOUTS = ("chat", "sharegpt", "instruction", "completion", "text")
 _REQUIRED = {"chat": ("messages",), "sharegpt": ("conversations",), "instruction": ("instruction",),
              "completion": ("prompt", "completion"), "text": ("text",)}
-_LAYOUT_KEYS = {"messages", "conversations", "instruction", "input", "output", "history", "system", "prompt",
-                "completion", "text", "tools", "functions", "parallel_tool_calls", "metadata", "id"}
+_LAYOUT_KEYS = frozenset({"messages", "conversations", "instruction", "input", "output", "history", "system", "prompt",
+                "completion", "text", "tools", "functions", "parallel_tool_calls", "metadata", "id"})
 _PLAIN_KEYS = frozenset(("role", "content", "name", "tool_call_id", "weight"))
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
                    "system": "system", "function_call": "call", "observation": "tool", "tool": "tool",
@@ -76,12 +76,13 @@ def convert(record: dict[str, Any], err: Err, layout: str | None = None,
     if meta is not None and not isinstance(meta, dict):
         err("invalid_field", f"metadata must be an object, not {type_name(meta)}")
         meta = None
-    metadata = dict(meta or {})
+    metadata = dict(meta) if meta else {}
     if "id" in record:
         metadata["id"] = record["id"]
-    for key, value in record.items():  # unknown columns are kept, never dropped
-        if key not in _LAYOUT_KEYS and key not in metadata:
-            metadata[key] = value
+    if not _LAYOUT_KEYS.issuperset(record):
+        for key, value in record.items():  # unknown columns are kept, never dropped
+            if key not in _LAYOUT_KEYS and key not in metadata:
+                metadata[key] = value
     metadata["layout"] = layout
     conv["metadata"] = metadata
     return layout, conv

@@ -32,7 +32,7 @@ SUPPORTED = JSON_SUFFIXES | CSV_SUFFIXES | PARQUET_SUFFIXES
 JSON_COLUMNS = {"messages", "conversations", "tools", "functions", "metadata", "history", "parallel_tool_calls"}
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 # Top-level values left as raw bytes that repeat byte for byte from row to row: parsed once.
-SHARED_KEYS = (b'"tools"', b'"functions"')
+_TOOLS, _FUNCTIONS = b'"tools"', b'"functions"'
 _FIELDS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
@@ -146,13 +146,13 @@ class _JsonLines:
         # compares equal to Raw only)
 
     def read(self, f) -> Iterator[Record]:
-        name, loads = self.name, orjson.loads
+        name, loads, with_shared = self.name, orjson.loads, self._with_shared
+        if f.peek(3)[:3] == codecs.BOM_UTF8:
+            f.read(3)
         for lineno, raw in enumerate(f, 1):
-            if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[3:]
-            if raw[:1] == b"{" and not self.buf:  # the common case, one object per line: parse the bytes as they are
+            if raw[0] == 123 and not self.buf:  # "{": one object per line, the common case: parse the bytes as they are
                 try:
-                    data = self._with_shared(raw) if SHARED_KEYS[0] in raw or SHARED_KEYS[1] in raw else loads(raw)
+                    data = with_shared(raw) if _TOOLS in raw or _FUNCTIONS in raw else loads(raw)
                 except (orjson.JSONDecodeError, msgspec.DecodeError):
                     pass  # not UTF-8, not complete, not alone on its line...: the general path says which
                 else:
