@@ -9,13 +9,12 @@ from __future__ import annotations
 import threading
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from dsft import __version__
 from dsft.api import errors, finetuning, resources, serving
-from dsft.api.errors import ApiError
-from dsft.api.safety import api_key, require_key
+from dsft.api.safety import install_key_check
 
 
 def create_app(worker: bool = True, concurrency: int = 1) -> FastAPI:
@@ -43,15 +42,8 @@ def create_app(worker: bool = True, concurrency: int = 1) -> FastAPI:
                   description="Local finetuning for DeepSeek models: the guide's phases as a REST API.")
     errors.install(app)
 
-    @app.middleware("http")
-    async def auth(request: Request, call_next):
-        if api_key() is not None and request.url.path != "/health":
-            try:
-                require_key(request)
-            except ApiError as e:
-                return JSONResponse(errors.body(e.code, e.message, e.fix), status_code=401,
-                                    headers={"WWW-Authenticate": "Bearer"})
-        return await call_next(request)
+    install_key_check(app, lambda e: JSONResponse(errors.body(e.code, e.message, e.fix), status_code=401,
+                                                  headers={"WWW-Authenticate": "Bearer"}))
 
     @app.get("/health", tags=["service"])
     def health() -> dict:

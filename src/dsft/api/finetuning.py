@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from dsft.api import resources
 from dsft.api.errors import ApiError
 from dsft.api.safety import check_paths, home_file
 from dsft.errors import UserError
@@ -288,10 +289,7 @@ def register_model(req: RegisterRequest) -> dict[str, Any]:
     return store.version_dict(mv, [req.alias] if req.alias else [])
 
 
-@router.get("/phase3/models")
-def models() -> dict[str, Any]:
-    with db.session() as s:
-        return {"models": store.list_models(s)}
+router.add_api_route("/phase3/models", resources.models, methods=["GET"], summary="Models")  # = GET /api/models
 
 
 @router.get("/phase3/versions/{model_name}")

@@ -12,10 +12,11 @@ import hmac
 import os
 import re
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import Request, UploadFile
+from fastapi import Request, Response, UploadFile
 
 from dsft.api.errors import ApiError
 from dsft.home import dsft_home, inside_home
@@ -37,6 +38,20 @@ def require_key(request: Request) -> None:
     given = request.headers.get("authorization", "")
     if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), key.encode())):
         raise ApiError(401, "unauthorized", "missing or wrong API key", "send Authorization: Bearer <DSFT_API_KEY>")
+
+
+def install_key_check(app, denied: Callable[[ApiError], Response]) -> None:
+    """With DSFT_API_KEY set, every request but /health needs the key; `denied` shapes the 401
+    in the app's own error format (dsft's for the API, OpenAI's for `dsft serve`)."""
+
+    @app.middleware("http")
+    async def auth(request: Request, call_next):
+        if api_key() is not None and request.url.path != "/health":
+            try:
+                require_key(request)
+            except ApiError as e:
+                return denied(e)
+        return await call_next(request)
 
 
 def _looks_like_path(s: str) -> bool:

@@ -26,8 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from dsft import __version__
-from dsft.api.errors import ApiError
-from dsft.api.safety import api_key, require_key
+from dsft.api.safety import install_key_check
 from dsft.serve import chat_api
 from dsft.serve.backend import Backend
 from dsft.serve.backend import Request as GenRequest
@@ -213,14 +212,7 @@ def create_app(backend: Backend, refs: list[str], target: str = "prod", poll: fl
     app = FastAPI(title="dsft serve", version=__version__, lifespan=lifespan)
     app.state.gateway = gw
 
-    @app.middleware("http")
-    async def auth(request: Request, call_next):
-        if api_key() is not None and request.url.path != "/health":
-            try:
-                require_key(request)
-            except ApiError as e:
-                return oai_error(401, e.message, "authentication_error", "invalid_api_key")
-        return await call_next(request)
+    install_key_check(app, lambda e: oai_error(401, e.message, "authentication_error", "invalid_api_key"))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError):
