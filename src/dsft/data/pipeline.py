@@ -17,7 +17,6 @@ from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from hashlib import blake2b
 from typing import Any
 
 import orjson
@@ -26,7 +25,7 @@ from pydantic import ValidationError
 from dsft.data import checks, layouts, quality, sources
 from dsft.data.codes import CODES, Finding
 from dsft.data.conversation import Conversation, Tool
-from dsft.data.dedup import ExactDeduper, NearDeduper, normal_form, plain_text
+from dsft.data.dedup import ExactDeduper, NearDeduper, digest, normal_form, plain_text
 from dsft.data.survey import Survey, survey
 from dsft.data.tokens import Counter as TokenCounter
 
@@ -130,7 +129,6 @@ class Scanner:
         self.kept = 0
         self._files: list[str] = []  # origins of kept rows, two compact arrays by kept index
         self._file_ids: dict[str, int] = {}
-        self._file, self._file_id = None, 0  # the file of the last kept row, and its number
         self._origin_file = array("I")
         self._origin_line = array("I")
         self.final_replies: Counter[int] = Counter()  # by str hash: only compared within this process
@@ -246,7 +244,7 @@ class Scanner:
         else:
             tools = row.data.get("tools")
             names = ",".join(sorted(t["name"] for t in tools)) if tools else ""
-        row.digest = blake2b(normal_form(row.facts, names), digest_size=16).digest()  # = dedup.digest
+        row.digest = digest(normal_form(row.facts, names))
         first = self.exact.seen(row.digest, self.kept)
         kind = "exact"
         if first is None and self.near is not None:
@@ -255,13 +253,10 @@ class Scanner:
             row.duplicate_of, row.duplicate_kind = first, kind
             return
         self.kept += 1
-        file = row.record.file
-        if file is not self._file:  # records come file by file
-            self._file = file
-            self._file_id = self._file_ids.setdefault(file, len(self._files))
-            if self._file_id == len(self._files):
-                self._files.append(file)
-        self._origin_file.append(self._file_id)
+        file_id = self._file_ids.setdefault(row.record.file, len(self._files))
+        if file_id == len(self._files):
+            self._files.append(row.record.file)
+        self._origin_file.append(file_id)
         self._origin_line.append(row.record.line)
         last = row.facts.final_reply
         if last is not None:

@@ -29,9 +29,6 @@ class Tally:
     quality: dict[str, Counter] = field(default_factory=lambda: {"dsft": Counter(), "guide": Counter()})
     fatal: bool = False
 
-    def __post_init__(self) -> None:
-        self._dsft, self._guide = self.quality["dsft"], self.quality["guide"]
-
     def add_finding(self, f: Finding) -> None:
         self.code_counts[f.code] += 1
         if len(self.code_first[f.code]) < FIRST_N:
@@ -55,11 +52,10 @@ class Tally:
             self.duplicates += 1
         else:
             self.tokens.append(min(row.tokens, 0xFFFFFFFF))
-            scores = row.scores
-            score = scores["dsft"]
-            self._dsft[score // 10 if score < 100 else 9] += 1
-            score = scores["guide"]
-            self._guide[score // 10 if score < 100 else 9] += 1
+            quality, scores = self.quality, row.scores
+            for name in ("dsft", "guide"):
+                score = scores[name]
+                quality[name][score // 10 if score < 100 else 9] += 1
             if row.facts.call_names:
                 self.tools.update(row.facts.call_names)
 
