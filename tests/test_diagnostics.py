@@ -18,12 +18,26 @@ def test_repetition_hand_computed():
     assert repetition(["x y z w " * 3])["repeated_4gram_rate"] == 1
 
 
-def _curves(tmp_path, train, evals):
+def _curves(tmp_path, train, evals, task=(), summary=None):
+    """task: (step, exact arguments, tool names) points, as training writes them."""
     lines = [{"step": i + 1, "loss": loss} for i, loss in enumerate(train)]
     for step, value in evals:
         lines[step - 1]["eval_loss"] = value
+    for step, exact, names in task:
+        lines[step - 1].update(eval_tool_args_exact_match=exact, eval_tool_name_accuracy=names)
     (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines))
-    return fit_verdict(tmp_path)
+    return fit_verdict(tmp_path, summary=summary)
+
+
+def _summary(exact, names, no_call=None):
+    """What `dsft eval` computed: by_category over 40 single-call rows (and 10 no-call rows)."""
+    cats = {"single": {"n": 40, "tool_name_accuracy": names, "tool_args_exact_match": exact}}
+    if no_call is not None:
+        cats["no_call"] = {"n": 10, "tool_name_accuracy": no_call, "tool_args_exact_match": no_call}
+    return {"tool_args_exact_match": exact, "tool_name_accuracy": names, "by_category": cats}
+
+
+GOOD_LOSS = ([3, 2, 1, .8, .71, .7, .7, .7], [(4, .8), (8, .75)])
 
 
 def test_fit_verdicts(tmp_path):
@@ -31,6 +45,80 @@ def test_fit_verdicts(tmp_path):
     assert _curves(tmp_path, [5, 4, 3, 2.5, 2, 1.5, 1.2, 1.0], [(4, 2.5), (8, 1.1)])["verdict"] == "underfitting"
     assert _curves(tmp_path, [3, 2, 1, .8, .71, .7, .7, .7], [(4, .8), (8, .75)])["verdict"] == "good fit"
     assert fit_verdict(tmp_path / "nowhere") is None
+    assert fit_verdict(tmp_path / "nowhere", summary=_summary(0.0, 0.0)) is None  # a base model: no curves
+
+
+# loss curves that say "good fit", and what the evaluation just measured -> verdict
+SUMMARIES = [
+    (_summary(0.0, 0.96), "underfitting", "exact arguments 0.000"),  # the user's run: names learned, arguments not
+    (_summary(0.9, 0.3), "underfitting", "tool names 0.300"),
+    (_summary(0.0, 0.96, no_call=1.0), "underfitting", "40 evaluated rows with a call"),  # no-call rows left out
+    (_summary(0.49, 0.49), "underfitting", "exact arguments 0.490, tool names 0.490"),
+    (_summary(0.5, 0.96), "good fit", "eval loss at or near its minimum"),
+    ({"tool_args_exact_match": 1.0, "by_category": {"no_call": {"n": 5, "tool_args_exact_match": 1.0}}},
+     "good fit", "eval loss"),  # no row with a call: the loss decides, as for plain text
+    (None, "good fit", "eval loss"),
+]
+
+
+@pytest.mark.parametrize("summary,verdict,why", SUMMARIES)
+def test_fit_verdict_judges_the_task_metric_just_evaluated(tmp_path, summary, verdict, why):
+    out = _curves(tmp_path, *GOOD_LOSS, summary=summary)
+    assert out["verdict"] == verdict and why in out["why"]
+    if verdict == "underfitting":
+        assert out["why"].startswith("not learned:") and "good fit" in out["why"]  # what the curves alone said
+        assert any("--time-budget" in x for x in out["suggest"]) and any("--copy-augment" in x for x in out["suggest"])
+
+
+def test_good_fit_is_impossible_at_zero_exact_arguments_whatever_the_curves(tmp_path):
+    curves = [GOOD_LOSS,  # loss: good fit
+              ([5, 4, 3, 2.5, 2, 1.5, 1.2, 1.0], [(4, 2.5), (8, 1.1)]),  # loss: underfitting
+              ([3, 2, 1, .8, .7, .7, .7, .7], [(4, .8), (8, .75)], [(4, 0.0, 0.9), (8, 0.0, 0.95)])]  # flat at 0
+    for curve in curves:
+        assert _curves(tmp_path, *curve, summary=_summary(0.0, 0.96))["verdict"] == "underfitting"
+    over = _curves(tmp_path, [3, 2, 1, .5, .3, .2, .1, .05], [(2, 2.0), (4, 1.0), (8, 1.5)], summary=_summary(0.0, 0.9))
+    assert over["verdict"] == "overfitting" and "exact arguments 0.000 (below 0.5)" in over["why"]
+
+
+# task-metric curves written during training (step, exact, names) -> verdict, why, best_step
+TASK = [
+    ([(2, 0.1, 0.5), (4, 0.3, 0.8), (6, 0.5, 0.9), (8, 0.7, 0.95)], "underfitting",
+     "exact arguments during training still rose from 0.500 at step 6 to 0.700 at step 8 over the last quarter", None),
+    ([(2, 0.3, 0.9), (4, 0.8, 0.95), (6, 0.7, 0.95), (8, 0.6, 0.95)], "overfitting",
+     "exact arguments during training fell from its best 0.800 at step 4 to 0.600 at step 8", 4),
+    ([(2, 0.5, 0.9), (4, 0.9, 0.97), (6, 0.92, 0.99), (8, 0.91, 0.99)], "good fit",
+     "exact arguments during training levelled off at 0.910 (best 0.920 at step 6)", None),
+    ([(2, 0.5, 0.9), (4, 0.9, 0.97), (6, 0.9, 0.99), (8, 0.9, 0.99)], "good fit",
+     "exact arguments during training levelled off at 0.900 (best 0.900 at step 4)", None),  # earliest best
+    ([(2, 0.0, 0.5), (4, 0.0, 0.9), (6, 0.02, 0.95), (8, 0.0, 0.96)], "underfitting",  # flat, but at zero
+     "not learned: exact arguments during training levelled off at 0.000 (best 0.020 at step 6), below 0.5", None),
+]
+
+
+@pytest.mark.parametrize("task,verdict,why,best_step", TASK)
+def test_fit_verdict_from_task_metric_curves(tmp_path, task, verdict, why, best_step):
+    out = _curves(tmp_path, *GOOD_LOSS, task=task)  # the loss curves alone say good fit
+    assert (out["verdict"], out["why"], out.get("best_step"), out["metric"]) == (
+        verdict, why, best_step, "eval_tool_args_exact_match")
+    if verdict != "good fit":
+        assert out["loss"]["verdict"] == "good fit"  # what the loss alone said is kept beside
+
+
+def test_task_curves_outrank_a_rising_eval_loss_and_names_stand_in_without_arguments(tmp_path):
+    rising = ([3, 2, 1, .5, .3, .2, .1, .05], [(2, 2.0), (4, 1.0), (8, 1.5)])  # loss alone: overfitting
+    out = _curves(tmp_path, *rising, task=[(2, 0.5, 0.9), (4, 0.9, 0.97), (8, 0.9, 0.99)])
+    assert out["verdict"] == "good fit" and out["loss"]["verdict"] == "overfitting" and out["loss"]["best_step"] == 4
+    lines = [{"step": s, "loss": 1.0, "eval_tool_name_accuracy": v} for s, v in ((1, .2), (2, .4), (3, .6), (4, .9))]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines))
+    out = fit_verdict(tmp_path)
+    assert (out["verdict"], out["metric"]) == ("underfitting", "eval_tool_name_accuracy")
+    assert out["why"] == ("tool names during training still rose from 0.600 at step 3 to 0.900 at step 4 "
+                          "over the last quarter")
+
+
+def test_plain_text_underfitting_suggests_no_tool_flags(tmp_path):
+    out = _curves(tmp_path, [5, 4, 3, 2.5, 2, 1.5, 1.2, 1.0], [(4, 2.5), (8, 1.1)])
+    assert out["verdict"] == "underfitting" and not any("copy-augment" in x for x in out["suggest"])
 
 
 def test_code_runs_isolated_with_tests_and_no_network():

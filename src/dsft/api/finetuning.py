@@ -110,11 +110,14 @@ class GenerateRequest(Strict):
     error_ratio: float = Field(0.15, ge=0, le=1)
     ood_ratio: float = Field(0.1, ge=0, le=1)
     return_examples: bool = Field(False, description="also return the examples in the response")
+    hold_out: float = Field(0, ge=0, lt=1, description="share of paraphrases and slot values kept out of the "
+                            "training examples and used only for held-out test files (0 = none)")
+    held_out_n: int = Field(100, ge=1, le=MAX_EXAMPLES, description="examples in each held-out test file")
 
 
 @router.post("/phase1/generate-tool-examples")
 def generate_tool_examples(req: GenerateRequest) -> dict[str, Any]:
-    from dsft.data.generate import generate, load_scenarios
+    from dsft.data.generate import generate, hold_out, load_scenarios
     from dsft.data.layouts import tools_from
 
     check_paths(req.scenarios, "scenarios")
@@ -124,11 +127,19 @@ def generate_tool_examples(req: GenerateRequest) -> dict[str, Any]:
         tools = tools_from(req.tools, None, lambda code, msg: problems.append(msg))
         if problems or not tools:
             raise ApiError(400, "invalid_tools", problems[0] if problems else "no tools", "give OpenAI function specs")
-    examples = generate(load_scenarios(home_file(req.scenarios, "scenarios") if req.scenarios else None), req.n,
-                        seed=req.seed,
-                        tools=tools, error_ratio=req.error_ratio, ood_ratio=req.ood_ratio)
+    spec = load_scenarios(home_file(req.scenarios, "scenarios") if req.scenarios else None)
+    options = {"tools": tools, "error_ratio": req.error_ratio, "ood_ratio": req.ood_ratio}
+    held = hold_out(spec, req.hold_out, req.seed) if req.hold_out else None
+    examples = generate(held.train if held else spec, req.n, seed=req.seed, **options)
     saved = _save_rows("generated.jsonl", examples)
-    return {"count": len(examples), **saved, **({"examples": examples} if req.return_examples else {})}
+    out = {"count": len(examples), **saved, **({"examples": examples} if req.return_examples else {})}
+    if held:
+        # Seeds of their own: the test rows are drawn independently of the training rows.
+        for key, side in (("new_values", held.new_values), ("new_phrasings", held.new_phrasings)):
+            rows = generate(side, req.held_out_n, seed=req.seed + 1_000_003 + len(key), **options)
+            out[key] = {"count": len(rows), **_save_rows(f"held-out-{key.replace('_', '-')}.jsonl", rows)}
+        out["held_out"] = held.what
+    return out
 
 
 class SplitRequest(Strict):

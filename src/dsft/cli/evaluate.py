@@ -18,9 +18,21 @@ app = typer.Typer(help="Evaluate models and outputs with the same metrics.", inv
 def _print(summary: dict, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(summary) + "\n")
-    else:
-        Console().print("  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
-                                  for k, v in summary.items() if isinstance(v, int | float)))
+        return
+    console = Console()
+    console.print("  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in summary.items() if isinstance(v, int | float)))
+    fit = (summary.get("diagnostics") or {}).get("fit")
+    if fit:
+        from rich.markup import escape
+
+        console.print(escape(fit_line(fit)), highlight=False)
+
+
+def fit_line(fit: dict) -> str:
+    """`fit: underfitting: WHY; try: A; B`, the verdict as `dsft eval` prints it."""
+    tries = fit.get("suggest") or []
+    return f"fit: {fit['verdict']}: {fit['why']}" + (f"; try: {'; '.join(tries)}" if tries else "")
 
 
 @app.callback()
@@ -64,7 +76,7 @@ def evaluate(ctx: typer.Context,
                   samples=samples, temperature=temperature).summary()
     from dsft.eval.diagnostics import fit_verdict
 
-    verdict = fit_verdict(Path(model))
+    verdict = fit_verdict(Path(model), summary=summary)  # the curves and the task metric just measured
     if verdict is not None:
         summary["diagnostics"]["fit"] = verdict
     if reference_data:
@@ -108,23 +120,71 @@ def compare_cmd(a: str = typer.Argument(..., help="Model A (e.g. the base or the
                 data: list[str] = typer.Option(..., "--data", help="Evaluation data, any layout."),
                 limit: Optional[int] = typer.Option(None, "--limit"),
                 max_new_tokens: int = typer.Option(96, "--max-new-tokens"),
-                show: int = typer.Option(3, "--show", help="Regressed/improved examples to print."),
+                show: int = typer.Option(3, "--show", help="Regressed examples to print per metric."),
+                label_a: Optional[str] = typer.Option(None, "--label-a", help="Name of A (default: base or run, "
+                                                                              "from what the folder is)."),
+                label_b: Optional[str] = typer.Option(None, "--label-b", help="Name of B (default: as for A)."),
                 as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
-    """Both models on the same examples: metrics, deltas, paired bootstrap intervals, regressions."""
-    from dsft.eval.compare import run_compare
+    """Both models on the same examples: metrics, deltas, paired bootstrap intervals, and per metric
+    (tool names, exact arguments, irrelevance) the examples that improved and regressed."""
+    from dsft.eval.compare import default_labels, run_compare
 
-    result = run_compare(a, b, data, limit=limit, max_new_tokens=max_new_tokens)
+    labels = default_labels(a, b)
+    labels = (label_a or labels[0], label_b or labels[1])
+    if labels[0] == labels[1]:
+        raise UserError(f"A and B are both labelled {labels[0]!r}", "give --label-a and --label-b distinct names")
+    result = run_compare(a, b, data, limit=limit, max_new_tokens=max_new_tokens, labels=labels)
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")
     else:
-        print_comparison(result, ("A", "B"), show)
+        print_comparison(result, labels, show)
+
+
+def header(result) -> str | None:
+    """`A = base PATH (base model), B = run PATH (trained)`, from `result.sides`; None without sides."""
+    sides = getattr(result, "sides", None) or {}
+    if not all("path" in v for v in sides.values()) or len(sides) != 2:
+        return None
+    ordered = sorted(sides.items(), key=lambda kv: kv[1]["side"])
+    return ", ".join(f"{v['side']} = {label} {v['path']} ({v['kind']})" for label, v in ordered)
+
+
+def summary_lines(result, labels: tuple[str, str]) -> list[str]:
+    """One line per metric: `tool names (58 rows with a call): 57 improved, 1 regressed (base -> run; right 1 -> 57)`.
+    A result without `per_metric` (an older job's) gets the old single line, for exact arguments."""
+    per_metric = getattr(result, "per_metric", None)
+    if not per_metric:
+        return [f"{len(result.improved)} examples improved, {len(result.regressed)} regressed "
+                f"(exact arguments, {labels[0]} -> {labels[1]})"]
+    lines = []
+    for block in per_metric.values():
+        rows = f"{block['n']} rows with a call" if block["rows"] == "call" else f"{block['n']} no-call rows"
+        if not block["n"]:
+            lines.append(f"{block['name']}: no {rows[2:]}")
+            continue
+        right = block.get("right") or {}
+        tail = f"; right {right[labels[0]]} -> {right[labels[1]]}" if set(labels) <= set(right) else ""
+        lines.append(f"{block['name']} ({rows}): {block['n_improved']} improved, {block['n_regressed']} regressed "
+                     f"({labels[0]} -> {labels[1]}{tail})")
+    return lines
 
 
 def print_comparison(result, labels: tuple[str, str], show: int = 3, console: Console | None = None) -> None:
+    """The table, a header saying which side is which, the per-metric counts and up to `show`
+    regressed examples per metric (an example regressed on several metrics is printed once)."""
     from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
+    head = header(result)
+    if head:
+        console.print(escape(head), highlight=False)
+    per_metric = getattr(result, "per_metric", None)
+    caption = None
+    if per_metric and "tool_name_accuracy" in per_metric and "irrelevance_accuracy" in per_metric:
+        calls, no_calls = per_metric["tool_name_accuracy"]["n"], per_metric["irrelevance_accuracy"]["n"]
+        caption = (f"means over all {calls + no_calls} rows ({calls} with a call, {no_calls} without)"
+                   + (f"; irrelevance_accuracy over the {no_calls} without" if no_calls else ""))
     table = Table()
     for col in ("metric", labels[0], labels[1], "delta", "95% CI of delta"):
         table.add_column(col, justify="left" if col == "metric" else "right")
@@ -138,8 +198,21 @@ def print_comparison(result, labels: tuple[str, str], show: int = 3, console: Co
                       "n/a" if row["delta"] is None else f"{row['delta']:+.3f}",
                       f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
     console.print(table)
-    console.print(f"{len(result.improved)} examples improved, {len(result.regressed)} regressed "
-                  f"(exact arguments, {labels[0]} -> {labels[1]})")
-    for entry in result.regressed[:show]:
-        console.print(f"[red]regressed[/] #{entry['example']}: {escape(labels[0])}: {escape(entry[labels[0]][:160])!r}\n"
-                      f"  {escape(labels[1])}: {escape(entry[labels[1]][:160])!r}", highlight=False)
+    if caption:
+        console.print(escape(caption), highlight=False)
+    for line in summary_lines(result, labels):
+        console.print(escape(line), highlight=False)
+    shown: dict[int, tuple[dict, list[str]]] = {}
+    if per_metric:
+        for block in per_metric.values():
+            for entry in block["regressed"][:show]:
+                shown.setdefault(entry["example"], (entry, []))[1].append(block["name"])
+    else:
+        for entry in [e for e in result.regressed if e is not None][:show]:
+            shown[entry["example"]] = (entry, [])
+    for k in sorted(shown):
+        entry, names = shown[k]
+        on = f" ({', '.join(names)})" if names else ""
+        a, b = (escape(repr(entry[label][:160])) for label in labels)
+        console.print(f"[red]regressed[/] #{k}{escape(on)}: {escape(labels[0])}: {a}\n  {escape(labels[1])}: {b}",
+                      highlight=False)

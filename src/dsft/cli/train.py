@@ -28,15 +28,23 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags
           max_length: Optional[int] = typer.Option(None, "--max-length"),
           seed: Optional[int] = typer.Option(None, "--seed"),
           save_every: Optional[int] = typer.Option(None, "--save-every", help="Checkpoint every N steps."),
+          time_budget: Optional[str] = typer.Option(None, "--time-budget",
+                                                    help="Train for this long, evaluations included (90s, 10m, 1h): "
+                                                         "the step count is fitted to it; --epochs becomes the most."),
+          copy_augment: Optional[float] = typer.Option(None, "--copy-augment",
+                                                       help="Variants per tool-use row with argument values "
+                                                            "resampled in the same shape (0 = off)."),
           resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder from its last checkpoint.")) -> None:
     """Train an adapter (or a full finetune) from flags alone or a config file."""
     from dsft.train import config as cfgmod
+    from dsft.train.schedule import parse_duration
     from dsft.train.trainer import train as run
 
     flags = {"model.name_or_path": model, "data.train": train_files, "data.validation": validation,
              "output.dir": out, "method": method, "training.epochs": epochs, "training.learning_rate": lr,
              "training.batch_size": batch_size, "data.max_length": max_length, "training.seed": seed,
-             "rank_preset": preset, "training.save_every": save_every}
+             "rank_preset": preset, "training.save_every": save_every, "data.copy_augment": copy_augment,
+             "training.time_budget": None if time_budget is None else parse_duration(time_budget)}
     flags = {k: v for k, v in flags.items() if v not in (None, [])}
     if resume is not None:
         from dsft.errors import UserError
@@ -47,8 +55,13 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags
             raise UserError(f"{resume} is not a dsft run folder (no config.yaml)", "give the --out of an earlier run")
         config = resume / "config.yaml"
     cfg = cfgmod.load(config, flags)
-    console.print(f"training {cfg.model.name_or_path} ({cfg.method}, {cfg.training.epochs:g} epochs, "
-                  f"lr {cfg.training.learning_rate:g}) -> {cfg.output.dir}")
+    if resume is None and cfg.preset_report:
+        console.print(f"preset: {cfg.preset_report}", highlight=False)
+    for warning in cfg.preset_warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    budget = f", time budget {cfg.training.time_budget:g}s" if cfg.training.time_budget else ""
+    console.print(f"training {cfg.model.name_or_path} ({cfg.method}, up to {cfg.training.epochs:g} epochs{budget}, "
+                  f"lr {cfg.training.learning_rate:g}) -> {cfg.output.dir}", highlight=False)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 

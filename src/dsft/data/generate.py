@@ -82,6 +82,63 @@ def load_scenarios(path: Path | None = None) -> Scenarios:
                      ood_requests=list(ood.get("requests") or []), ood_answers=list(ood.get("answers") or []))
 
 
+@dataclass
+class HeldOut:
+    """Scenarios split so a test set holds what training never saw."""
+
+    train: Scenarios
+    new_values: Scenarios  # training's phrasings, held-out values
+    new_phrasings: Scenarios  # held-out phrasings and held-out values
+    what: dict
+
+
+def hold_out(spec: Scenarios, share: float = 0.25, seed: int = 0) -> HeldOut:
+    """Of every scenario with 3+ paraphrases, `share` of them (at least one) go to the held-out side
+    only; of every slot whose values are plain strings or numbers (4+ of them), `share` of the
+    values likewise, and of the out-of-domain requests. Structured slot values (a label with the
+    key it maps to) stay on both sides: they are a mapping to learn, not a value to copy, so an
+    unseen one would not be a fair test."""
+    rng = random.Random(seed)
+    held_values: dict[str, int] = {}
+
+    def cut(values: list, name: str | None = None) -> tuple[list, list]:
+        if len(values) < 4 or not all(isinstance(v, str | int | float) for v in values):
+            return values, values
+        order = list(values)
+        rng.shuffle(order)
+        k = max(1, round(len(order) * share))
+        if name:
+            held_values[name] = held_values.get(name, 0) + k
+        return order[k:], order[:k]
+
+    def slots(pool: dict[str, Any]) -> tuple[dict, dict]:
+        pairs = {name: cut(v, name) if isinstance(v, list) else (v, v) for name, v in pool.items()}
+        return {k: a for k, (a, _) in pairs.items()}, {k: b for k, (_, b) in pairs.items()}
+
+    shared_train, shared_test = slots(spec.slots)
+    train, values, phrasings, n_phrasings = [], [], [], 0
+    for s in spec.scenarios:
+        seen, unseen = s.requests, s.requests
+        if len(s.requests) >= 3:
+            order = list(s.requests)
+            rng.shuffle(order)
+            k = max(1, round(len(order) * share))
+            seen, unseen, n_phrasings = order[k:], order[:k], n_phrasings + k
+        own_train, own_test = slots(s.slots)
+        train.append(Scenario(**{**s.__dict__, "requests": seen, "slots": own_train}))
+        values.append(Scenario(**{**s.__dict__, "requests": seen, "slots": own_test}))
+        phrasings.append(Scenario(**{**s.__dict__, "requests": unseen, "slots": own_test}))
+    ood_train, ood_test = cut(spec.ood_requests)
+    what = {"phrasings": n_phrasings, "values": dict(sorted(held_values.items())),
+            "out_of_domain_requests": len(ood_test) if ood_test is not ood_train else 0}
+
+    def side(scenarios: list[Scenario], slots_: dict, ood: list[str]) -> Scenarios:
+        return Scenarios(spec.system, scenarios, slots_, ood, spec.ood_answers)
+
+    return HeldOut(side(train, shared_train, ood_train), side(values, shared_test, ood_test),
+                   side(phrasings, shared_test, ood_test), what)
+
+
 def fill(value: Any, slots: dict[str, Any], where: str) -> Any:
     """Substitute {slot} and {slot.key}; a string that is exactly one slot keeps the slot's type."""
     if isinstance(value, str):

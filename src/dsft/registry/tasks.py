@@ -196,7 +196,7 @@ def evaluate(spec: dict[str, Any], ctx: Context) -> dict[str, Any]:
     ctx.phase("eval", baseline=spec.get("baseline", "tiny"), model=spec["model"])
     cmp = run_compare(a, b, [str(home_path(d)) for d in data], limit=spec.get("limit", 100),
                       labels=("baseline", "model"))
-    out = cmp.to_dict()
+    out = cmp.to_dict(keep=5)  # per_metric: exact counts, the first 5 examples of each list
     out["improved"], out["regressed"] = len(cmp.improved), len(cmp.regressed)
     out["regressed_examples"] = cmp.regressed[:5]
     ctx.event("metrics", **{k: v.get("model") for k, v in cmp.metrics.items()})

@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from dsft.errors import UserError
+
+
+Metric = Literal["eval_loss", "eval_tool_name_accuracy", "eval_tool_args_exact_match"]
 
 
 class _Strict(BaseModel):
@@ -42,6 +45,9 @@ class DataConfig(_Strict):
     validation: list[str] = Field(default_factory=list, description="Held-out files; empty = split --val-ratio off train.")
     val_ratio: float = Field(0.1, ge=0, lt=1, description="Share held out when no validation files are given.")
     max_length: int = Field(2048, gt=0, le=10_000_000, description="Tokens per example; longer ones are cut from the right.")
+    copy_augment: float = Field(0, ge=0, le=100, description="Copy augmentation: variants per tool-use training row "
+                                "whose argument values stand verbatim in the user's turn, with those values "
+                                "resampled in the same shape (0 = off). Never applied to validation data.")
 
     @model_validator(mode="after")
     def _has_data(self) -> DataConfig:
@@ -69,17 +75,29 @@ class TrainingConfig(_Strict):
     max_grad_norm: float = Field(1.0, gt=0)
     seed: int = Field(0, ge=-(2**63), le=2**63 - 1)
     log_every: int = Field(10, gt=0, le=10**9, description="Steps between metrics.jsonl lines.")
-    eval_every: int | None = Field(50, gt=0, le=10**9, description="Steps between eval losses on the validation split.")
+    eval_every: int | None = Field(50, gt=0, le=10**9, description="Steps between eval losses on the validation split "
+                                   "(with a time budget: about `evals` evaluations spread over the run instead).")
+    evals: int = Field(12, gt=0, le=10_000, description="Evaluations in a run with a time budget.")
     save_every: int | None = Field(None, gt=0, le=10**9, description="Steps between checkpoints (for --resume); none = off.")
-    eval_tool_sample: int = Field(32, ge=0, le=1_000_000, description="Validation examples with tool calls generated at each eval "
-                                                       "for tool-name/argument accuracy (0 = off).")
-    early_stopping_metric: Literal["eval_loss", "eval_tool_name_accuracy", "eval_tool_args_exact_match"] | None = Field(None, description="eval_loss, eval_tool_name_accuracy or "
-                                                               "eval_tool_args_exact_match; none = off.")
+    eval_tool_sample: int = Field(32, ge=0, le=1_000_000, description="Validation examples (with tool calls or "
+                                  "answered without one) generated at each eval for tool-name/argument accuracy "
+                                  "(0 = off).")
+    early_stopping_metric: Metric | None = Field(None, description="eval_loss, eval_tool_name_accuracy or "
+                                                 "eval_tool_args_exact_match; none = off.")
     early_stopping_patience: int = Field(3, gt=0, le=1_000_000, description="Evaluations without improvement before stopping.")
     report_to: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list,
                                                               description="Metric sinks besides metrics.jsonl.")
     threads: int | None = Field(None, ge=0, le=4096, description="CPU threads for torch (default: all cores).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory, ~30% slower.")
+    time_budget: float | None = Field(None, gt=0, le=10**7, description="Seconds of training (evaluations included): "
+                                      "the step count is fitted to it after the first steps are timed, and "
+                                      "`epochs` becomes the most the run may take; none = train `epochs`.")
+    keep_best: Metric | Literal["auto"] | None = Field("auto", description="Keep the weights of the best evaluation "
+                                                       "by this metric, not the last step's; auto = exact "
+                                                       "arguments when the validation data has tool calls, else "
+                                                       "eval_loss; none = keep the last.")
+    shared_prefix: bool = Field(True, description="Run the tokens every row of a batch starts with once (exact; "
+                                "off with gradient checkpointing and prefix tuning).")
 
 
 class OutputConfig(_Strict):
@@ -99,6 +117,16 @@ class TrainConfig(_Strict):
     rank_preset: Literal["simple", "domain", "tool-use", "full-capability"] | None = Field(
         None, description="The guide's rank table (3.1.3); sets lora.r and lora.alpha unless given.")
     trainer_kwargs: dict[str, Any] = Field(default_factory=dict)
+    _preset_report: str | None = PrivateAttr(None)
+    _preset_warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def preset_report(self) -> str | None:
+        return self._preset_report
+
+    @property
+    def preset_warnings(self) -> list[str]:
+        return self._preset_warnings
 
     def save(self, path: Path) -> None:
         path.write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
@@ -179,15 +207,20 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
 
 
 def resolve(raw: dict[str, Any], overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """A config as nested dicts (dsft's layout or the guide's) + dotted overrides, presets beneath."""
-    from dsft.train.presets import defaults
+    """A config as nested dicts (dsft's layout or the guide's) + dotted overrides, presets beneath.
+    What the presets set is kept on the config (`preset_report`, `preset_warnings`) for the CLI."""
+    from dsft.train.presets import defaults, describe
 
     raw = from_guide(dict(raw)) if "baseModel" in raw else raw
     flags = dict(overrides or {})
     layered = merge(raw, flags)
     model = layered.get("model", {}).get("name_or_path")
-    base = defaults(model, layered.get("method"), layered.get("rank_preset"))
-    return validate(merge(merge({}, base), _flatten(layered)))
+    given = _flatten(layered)
+    preset = defaults(model, layered.get("method"), layered.get("rank_preset"))
+    cfg = validate(merge(merge({}, preset.values), given))
+    cfg._preset_report = describe(preset, given)
+    cfg._preset_warnings = list(preset.warnings)
+    return cfg
 
 
 def _flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:

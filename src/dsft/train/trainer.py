@@ -20,6 +20,8 @@ from dsft.data.conversation import Conversation
 from dsft.errors import UserError
 from dsft.train.batching import Example, collate, length_grouped_batches, tokenize
 from dsft.train.config import TrainConfig
+from dsft.train.loss import loss_sum
+from dsft.train.schedule import CALIBRATION_STEPS, BestKeeper, Schedule, better
 from dsft.train.methods import quantization_config, wrap
 
 
@@ -97,15 +99,22 @@ def ensure_distinct_pad(tokenizer, name: str) -> None:
 
 
 def _tool_eval(model, tokenizer, sample: list[Conversation], batch_size: int) -> dict[str, float]:
-    """Tool-name and exact-argument accuracy on a fixed validation sample (greedy, shared renderer)."""
+    """Tool-name and exact-argument accuracy on a fixed validation sample (greedy, shared renderer):
+    rows with calls and rows answered without one, so learning to call never hides calling too often."""
     if not sample:
         return {}
     from dsft.eval.tooluse import evaluate
 
-    summary = evaluate(model, tokenizer, sample, max_new_tokens=96, batch_size=batch_size).summary()
+    # Generated in batches of 32 or more: decoding is a step per token whatever the batch, so few
+    # large batches cost a fraction of many small ones (measured: 48 prompts 4 s at 24 vs 45 s at 8).
+    summary = evaluate(model, tokenizer, sample, max_new_tokens=None, batch_size=max(batch_size, 32),
+                       perplexity_too=False).summary()
     model.train()
-    return {"eval_tool_name_accuracy": summary["tool_name_accuracy"],
-            "eval_tool_args_exact_match": summary["tool_args_exact_match"]}
+    out = {"eval_tool_name_accuracy": summary["tool_name_accuracy"],
+           "eval_tool_args_exact_match": summary["tool_args_exact_match"]}
+    if summary.get("irrelevance_accuracy") is not None:
+        out["eval_irrelevance_accuracy"] = summary["irrelevance_accuracy"]
+    return out
 
 
 class EarlyStopping:
@@ -122,8 +131,7 @@ class EarlyStopping:
         if self.metric is None or line.get(self.metric) is None:
             return
         value = line[self.metric]
-        better = self.best is None or (value < self.best if self.metric.endswith("loss") else value > self.best)
-        if better:
+        if better(self.metric, value, self.best):
             self.best, self.best_step, self.bad = value, step, 0
         else:
             self.bad += 1
@@ -162,23 +170,15 @@ def make_optimizer(cfg: TrainConfig, params):
     return torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay)
 
 
-def _loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    labels = batch["labels"][:, 1:]
-    loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)).float(),
-                                             labels.reshape(-1), ignore_index=-100, reduction="sum")
-    return loss, int((labels != -100).sum())
-
-
 @torch.no_grad()
-def eval_loss(model, examples: list[Example], pad_id: int, batch_size: int) -> float | None:
+def eval_loss(model, examples: list[Example], pad_id: int, batch_size: int, share_prefix: bool = True) -> float | None:
     if not examples:
         return None
     model.eval()
     total, count = 0.0, 0
     for idx in length_grouped_batches([len(e.ids) for e in examples], batch_size, 0, 0):
         batch, _ = collate([examples[i] for i in idx], pad_id)
-        loss, n = _loss_sum(model, batch)
+        loss, n = loss_sum(model, batch, share_prefix)
         total, count = total + loss.item(), count + n
     model.train()
     return total / max(count, 1)
@@ -209,6 +209,7 @@ class Plan:
     phase_of_batch: list[str]
     skipped: list[str]
     counts: dict
+    augmented: int = 0  # copy-augmented variants added to the training rows
 
 
 def plan(cfg: TrainConfig, tokenizer) -> Plan:
@@ -218,8 +219,14 @@ def plan(cfg: TrainConfig, tokenizer) -> Plan:
     phases = cfg.data.curriculum or [Phase(name="all", train=cfg.data.train, epochs=t.epochs)]
     examples, micro, names, skipped, counts = [], [], [], [], {}
     held_out: list[Conversation] = []
-    for phase in phases:
+    augmented = 0
+    for k, phase in enumerate(phases):
         convs, held, counts[phase.name] = _split(phase.train, cfg)
+        if cfg.data.copy_augment:  # after the split: held-out rows are never varied
+            from dsft.data.augment import augment
+
+            extra = augment(convs, cfg.data.copy_augment, t.seed + k)
+            convs, augmented = convs + extra, augmented + len(extra)
         ex, bad = tokenize(convs, tokenizer, cfg.data.max_length)
         held_out += held
         skipped += bad
@@ -233,7 +240,7 @@ def plan(cfg: TrainConfig, tokenizer) -> Plan:
     if cfg.data.validation:
         held_out = load_conversations(cfg.data.validation)[0]
     validation = tokenize(held_out, tokenizer, cfg.data.max_length)[0]
-    return Plan(examples, validation, held_out, micro, names, skipped, counts)
+    return Plan(examples, validation, held_out, micro, names, skipped, counts, augmented)
 
 
 class Interrupted(Exception):
@@ -242,6 +249,17 @@ class Interrupted(Exception):
     def __init__(self, step: int, checkpoint: Path):
         super().__init__(f"stopped at step {step}; checkpoint {checkpoint}")
         self.step, self.checkpoint = step, checkpoint
+
+
+def keep_best_metric(cfg: TrainConfig, sample: list[Conversation]) -> str | None:
+    """The metric whose best evaluation the run keeps: `auto` is exact arguments when there are tool
+    rows to generate on (the task a tool-use run is for), else the eval loss."""
+    t = cfg.training
+    if t.keep_best != "auto":
+        return t.keep_best
+    if not t.eval_every and t.time_budget is None:
+        return None
+    return "eval_tool_args_exact_match" if any(c.calls() for c in sample) else "eval_loss"
 
 
 def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> RunResult:
@@ -258,6 +276,7 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
     if t.threads:
         torch.set_num_threads(t.threads)
     torch.manual_seed(t.seed)
+    started = time.perf_counter()  # a time budget counts from here: loading and tokenizing are training time
     model, tokenizer = load_model(cfg)
     p = plan(cfg, tokenizer)
     train_ex, val_ex, skipped, counts = p.examples, p.validation, p.skipped, p.counts
@@ -268,6 +287,7 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
         model.gradient_checkpointing_enable()
         if cfg.method != "full":  # frozen embeddings: make checkpointed blocks see inputs that need grad
             model.enable_input_require_grads()
+    share_prefix = t.shared_prefix and not t.gradient_checkpointing and cfg.method != "prefix"
     model.train()
     from accelerate import Accelerator
 
@@ -281,24 +301,19 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
     micro = p.micro
     per_step = t.grad_accum * world
     # Every rank must take every step (collectives), so with several ranks a partial last step is dropped.
-    total_steps = math.ceil(len(micro) / per_step) if world == 1 else len(micro) // per_step
-    if total_steps == 0:
+    planned = math.ceil(len(micro) / per_step) if world == 1 else len(micro) // per_step
+    if planned == 0:
         raise UserError(f"{len(micro)} micro-batches cannot feed {world} processes x {t.grad_accum} accumulation",
                         "use more data, a smaller --batch-size or fewer processes")
-    warmup = int(total_steps * t.warmup_ratio)
-
-    def lr_at(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    schedule = Schedule(planned, t.warmup_ratio, t.eval_every)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     out.mkdir(parents=True, exist_ok=True)
     step = 0
     if resume:
         last = checkpoint.latest(out)
         if last is None:
             raise UserError(f"{out} has no complete checkpoint to resume from", "start the run again without --resume")
+        schedule.restore(out)
         step = checkpoint.load(last, bare, optimizer, scheduler)
         if main:
             kept = [x for x in (out / "metrics.jsonl").read_text().splitlines() if json.loads(x)["step"] <= step]
@@ -311,19 +326,30 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
 
     sinks = open_sinks(t.report_to, out, _flatten(cfg.model_dump(mode="json"))) if main else []
     metrics = open(out / "metrics.jsonl", "a", encoding="utf-8") if main else None
-    tool_sample = [c for c in p.validation_convs if c.calls()][: t.eval_tool_sample]
+    tool_sample = p.validation_convs[: t.eval_tool_sample] if t.eval_tool_sample else []
     stopper = EarlyStopping(t.early_stopping_metric, t.early_stopping_patience)
-    started, tokens, pads, last_loss = time.perf_counter(), 0, 0, float("nan")
+    keeper = BestKeeper(out, keep_best_metric(cfg, tool_sample)) if main else None
+    budget = None if resume and schedule.fitted else t.time_budget  # a resumed run keeps its fitted schedule
+    tokens, pads, last_loss = 0, 0, float("nan")
     window_loss, window_n = 0.0, 0
+    timed_from, probe = None, {}
+
+    def evaluate_now(line: dict) -> None:
+        line["eval_loss"] = eval_loss(bare, val_ex, tokenizer.pad_token_id, t.batch_size, share_prefix)
+        line.update(_tool_eval(bare, tokenizer, tool_sample, t.batch_size))
+        stopper.see(step, line)
+        if keeper is not None and keeper.see(step, line, bare):
+            line["best"] = True
+
     try:
-        while step < total_steps:
+        while step < schedule.total:
             mine = [micro[k] for a in range(t.grad_accum)
                     if (k := step * per_step + a * world + rank) < len(micro)]
             group = [collate([train_ex[i] for i in idx], tokenizer.pad_token_id) for idx in mine]
             supervised = _total(acc, sum(int((b["labels"][:, 1:] != -100).sum()) for b, _ in group))
             step_loss = 0.0
             for batch, n_pad in group:
-                loss, _ = _loss_sum(model, {k: v.to(acc.device) for k, v in batch.items()})
+                loss, _ = loss_sum(model, {k: v.to(acc.device) for k, v in batch.items()}, share_prefix)
                 acc.backward(loss * world / supervised)  # ranks' gradients are averaged: this makes them a sum
                 step_loss += loss.item()
                 tokens += int(batch["attention_mask"].sum())
@@ -338,28 +364,46 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
             optimizer.zero_grad(set_to_none=True)
             step += 1
             window_loss, window_n = window_loss + step_loss, window_n + supervised
-            if main and (step % t.log_every == 0 or step == total_steps):
+            if budget is not None and schedule.fitted is None:
+                if timed_from is None:  # the first step pays one-off costs: time the ones after it
+                    timed_from = (step, time.perf_counter())
+                elif step - timed_from[0] >= CALIBRATION_STEPS or step >= schedule.total:
+                    step_seconds = (time.perf_counter() - timed_from[1]) / (step - timed_from[0])
+                    probe = {}
+                    t0 = time.perf_counter()
+                    if main:
+                        evaluate_now(probe)
+                    eval_seconds = time.perf_counter() - t0
+                    schedule.fit(budget, time.perf_counter() - started, step, step_seconds, eval_seconds,
+                                 t.evals, reserve=eval_seconds + 5)
+                    _broadcast_fit(acc, schedule)
+                    if main:
+                        schedule.save(out)
+            eval_every = schedule.eval_every
+            if main and (step % t.log_every == 0 or step == schedule.total or probe
+                         or (eval_every and step % eval_every == 0)):
                 last_loss = window_loss / window_n
                 elapsed = time.perf_counter() - started
                 line = {"step": step, "phase": p.phase_of_batch[min(step * t.grad_accum, len(micro)) - 1],
                         "loss": round(last_loss, 6),
                         "lr": scheduler.get_last_lr()[0], "tokens_per_s": round(tokens * world / elapsed, 1)}
                 window_loss, window_n = 0.0, 0
-                if t.eval_every and (step % t.eval_every == 0 or step == total_steps):
-                    line["eval_loss"] = eval_loss(bare, val_ex, tokenizer.pad_token_id, t.batch_size)
-                    line.update(_tool_eval(bare, tokenizer, tool_sample, t.batch_size))
-                    stopper.see(step, line)
+                if probe:  # the evaluation that timed itself for the budget is this step's
+                    line.update(probe)
+                    probe = {}
+                elif eval_every and (step % eval_every == 0 or step == schedule.total):
+                    evaluate_now(line)
                 metrics.write(json.dumps(line) + "\n")
                 metrics.flush()
                 for sink in sinks:
                     sink.log(step, {k: v for k, v in line.items() if isinstance(v, float | int) and k != "step"})
                 if progress:
-                    progress(step, total_steps, line)
+                    progress(step, schedule.total, line)
             if _broadcast_stop(acc, stopper.stop):
                 break
-            if main and t.save_every and step % t.save_every == 0 and step < total_steps:
+            if main and t.save_every and step % t.save_every == 0 and step < schedule.total:
                 checkpoint.save(out, step, bare, optimizer, scheduler)
-            if stop is not None and step < total_steps and stop():
+            if stop is not None and step < schedule.total and stop():
                 saved = checkpoint.latest(out)
                 if saved is None or saved.name != f"step-{step}":
                     saved = checkpoint.save(out, step, bare, optimizer, scheduler)
@@ -374,18 +418,31 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
     seconds = time.perf_counter() - started
     if not main:
         return RunResult(out, step, last_loss, None, tokens, pads / max(1, tokens + pads), seconds, is_main=False)
-    final_eval = eval_loss(bare, val_ex, tokenizer.pad_token_id, t.batch_size)
+    kept = keeper.restore(bare, step)
+    final_eval = eval_loss(bare, val_ex, tokenizer.pad_token_id, t.batch_size, share_prefix)
     _save(bare, tokenizer, cfg, out)
     result = RunResult(out, step, last_loss, final_eval, tokens, pads / max(1, tokens + pads), seconds)
     (out / "run.json").write_text(json.dumps({
         "steps": step, "train_loss": last_loss, "eval_loss": final_eval, "tokens": tokens,
         "pad_fraction": result.pad_fraction, "seconds": round(seconds, 1), "tokens_per_s": round(result.tokens_per_s, 1),
         "data": counts, "skipped": skipped, "train_examples": len(train_ex), "validation_examples": len(val_ex),
-        "resumed": resume, "processes": world, "early_stopping": stopper.report()}, indent=2), encoding="utf-8")
+        "augmented": p.augmented, "resumed": resume, "processes": world, "early_stopping": stopper.report(),
+        "kept": kept, "schedule": schedule.fitted}, indent=2), encoding="utf-8")
     from dsft.train.report import write_run_report
 
     write_run_report(out, cfg, result)
     return result
+
+
+def _broadcast_fit(acc, schedule: Schedule) -> None:
+    """Rank 0 timed the evaluation; every rank must take the same number of steps."""
+    if acc.num_processes == 1:
+        return
+    from accelerate.utils import broadcast
+
+    numbers = torch.tensor([float(schedule.total), float(schedule.eval_every or 0)], device=acc.device)
+    numbers = broadcast(numbers, from_process=0)
+    schedule.total, schedule.eval_every = int(numbers[0].item()), int(numbers[1].item()) or None
 
 
 def _save(model, tokenizer, cfg: TrainConfig, out: Path) -> None:
