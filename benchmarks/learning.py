@@ -63,18 +63,6 @@ def run(args: list[str], log_file: Path) -> tuple[int, str, float]:
     return proc.returncode, proc.stdout, seconds
 
 
-def added_rows(obj):
-    """Rows copy augmentation added, if run.json says: the first int under a key naming both."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            named = "augment" in k and any(w in k for w in ("rows", "added", "examples"))
-            if named and isinstance(v, int) and not isinstance(v, bool):
-                return v
-            if (hit := added_rows(v)) is not None:
-                return hit
-    return None
-
-
 def evaluate(model: Path, data: Path, log_file: Path, max_new_tokens: int) -> dict | None:
     rc, out, seconds = run(["eval", "--model", str(model), "--data", str(data), "--json",
                             "--max-new-tokens", str(max_new_tokens)], log_file)
@@ -100,9 +88,10 @@ def train_and_eval(domain: str, variant: str, a, out: Path) -> dict:
     run_json = run_dir / "run.json"
     if run_json.exists():
         info = json.loads(run_json.read_text())
-        row["train_s"] = info.get("seconds")
-        row["augmented_rows"] = added_rows(info)
-    log(f"  trained in {wall:.0f} s wall (run.json seconds: {row.get('train_s')})")
+        row.update(train_s=info.get("seconds"), steps=info.get("steps"), augmented_rows=info.get("augmented"),
+                   train_examples=info.get("train_examples"), kept=info.get("kept"), schedule=info.get("schedule"))
+    log(f"  trained in {wall:.0f} s wall (run.json: {row.get('train_s')} s, {row.get('steps')} steps, "
+        f"{row.get('augmented_rows')} rows added by copy augmentation, kept {row.get('kept')})")
     if rc:
         return row
     for split in ("test", "test_paraphrase"):
@@ -120,12 +109,12 @@ def fmt(v) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ["domain", "variant", "rows", "+aug", "train s", "names", "exact", "irrel", "para names", "para exact"]
+    head = ["domain", "variant", "rows", "+aug", "steps", "train s", "names", "exact", "irrel", "para names", "para exact"]
     lines = []
     for r in rows:
         t, p = r.get("test") or {}, r.get("test_paraphrase") or {}
         label = r["domain"] + (" (in-domain)" if r["domain"] == DEMO else "")
-        lines.append([label, r["variant"], fmt(r["train_rows"]), fmt(r.get("augmented_rows")),
+        lines.append([label, r["variant"], fmt(r["train_rows"]), fmt(r.get("augmented_rows")), fmt(r.get("steps")),
                       f"{r.get('train_s') or r['train_wall_s']:.0f}" if not r["train_rc"] else "FAILED",
                       fmt(t.get("tool_name_accuracy")), fmt(t.get("tool_args_exact_match")),
                       fmt(t.get("irrelevance_accuracy")), fmt(p.get("tool_name_accuracy")),

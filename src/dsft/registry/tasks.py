@@ -8,6 +8,8 @@ says when to stop; it returns the job's result (JSON). Files a task reads are in
 
 from __future__ import annotations
 
+import json
+
 import shutil
 import time
 from collections.abc import Callable
@@ -151,7 +153,7 @@ def train(spec: dict[str, Any], ctx: Context) -> dict[str, Any]:
     last = [0.0]
 
     def progress(step: int, total: int, line: dict) -> None:
-        if time.monotonic() - last[0] >= 1.0 or step == total:
+        if time.monotonic() - last[0] >= 1.0 or step == total or "eval_loss" in line:
             last[0] = time.monotonic()
             ctx.event("progress", step=step, total=total, **{k: v for k, v in line.items() if k != "step"})
 
@@ -163,6 +165,8 @@ def train(spec: dict[str, Any], ctx: Context) -> dict[str, Any]:
     out = {"run": relative_to_home(result.dir), "steps": result.steps, "train_loss": result.train_loss,
            "eval_loss": result.eval_loss, "seconds": round(result.seconds, 1),
            "tokens_per_s": round(result.tokens_per_s, 1), "resumed": resume, "dataset_id": spec.get("dataset_id")}
+    summary = json.loads((result.dir / "run.json").read_text())
+    out.update({k: summary.get(k) for k in ("kept", "augmented", "schedule")})
     ctx.event("metrics", **{k: v for k, v in out.items() if isinstance(v, int | float)})
     if spec.get("register"):
         mv = store.register(store.Registration(spec["register"], result.dir, dataset_id=spec.get("dataset_id"),

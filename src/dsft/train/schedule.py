@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from dsft.errors import UserError
 
+EVAL_SHARE = 0.25  # most of a budget's remaining time that evaluations may take
 CALIBRATION_STEPS = 4  # steps timed before the budget fixes the step count (after one untimed step)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*$")
 
@@ -57,12 +58,18 @@ class Schedule:
 
     def fit(self, budget: float, elapsed: float, step: int, step_seconds: float, eval_seconds: float,
             evals: int, reserve: float) -> dict:
-        """Fix the step count so that `evals` evaluations and the remaining steps end by `budget`."""
+        """Fix the step count so that the evaluations and the remaining steps end by `budget`.
+
+        Evaluations get at most a quarter of the time left (fewer of them when each is slow: the
+        first, timed on a model that has not learnt to stop, is the slowest), training the rest."""
         room = budget - elapsed - reserve
+        evals = min(evals, int(EVAL_SHARE * room / eval_seconds)) if eval_seconds > 0 and room > 0 else evals
+        evals = max(evals, 1)
         steps = max(1, int((room - evals * eval_seconds) / step_seconds)) if room > 0 else 1
         self.total = min(self.planned, step + steps)
         self.eval_every = max(1, (self.total - step) // evals) if evals else None
-        self.fitted = {"total_steps": self.total, "eval_every": self.eval_every, "planned_steps": self.planned,
+        self.fitted = {"total_steps": self.total, "eval_every": self.eval_every, "evals": evals,
+                       "planned_steps": self.planned,
                        "step_seconds": round(step_seconds, 4), "eval_seconds": round(eval_seconds, 3),
                        "fitted_at_step": step, "budget_seconds": budget}
         return self.fitted
