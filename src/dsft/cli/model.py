@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -17,8 +18,12 @@ console = Console()
 def tiny(out: Path = typer.Option(None, "--out", help="Folder to write (default: DSFT_HOME/models/tiny-ARCH)."),
          arch: str = typer.Option("deepseek_v3", "--arch", help="deepseek_v3 (MLA + MoE), llama or qwen2."),
          seed: int = typer.Option(0, "--seed"),
+         corpus: Optional[list[Path]] = typer.Option(None, "--corpus",
+                                                     help="Fit the tokenizer to these training files (any layout "
+                                                          "dsft reads) instead of cutting it from DeepSeek's vocabulary."),
+         vocab_size: int = typer.Option(8192, "--vocab-size", min=600, max=131072),
          force: bool = typer.Option(False, "--force", help="Replace --out if it exists.")) -> None:
-    """A tiny random-init model of the real architecture + a locally trained DeepSeek tokenizer (no hub)."""
+    """A tiny random-init model of the real architecture with a DeepSeek tokenizer built here (no hub)."""
     from dsft.home import dsft_home
     from dsft.model.tiny import ARCHS, TinySpec, build
 
@@ -27,5 +32,10 @@ def tiny(out: Path = typer.Option(None, "--out", help="Folder to write (default:
     out = out or dsft_home() / "models" / f"tiny-{arch}"
     if out.exists() and any(out.iterdir()) and not force:
         raise UserError(f"{out} already exists", "pass --force to rebuild it, or choose another --out")
-    path = build(out, TinySpec(arch=arch, seed=seed))
-    console.print(f"tiny {arch} model (seed {seed}) -> {path}")
+    for f in corpus or ():
+        if not f.exists():
+            raise UserError(f"--corpus {f} does not exist", "give the training files to fit the tokenizer to")
+    path = build(out, TinySpec(arch=arch, seed=seed, vocab_size=vocab_size,
+                               corpus=tuple(str(f) for f in corpus or ())))
+    tokenizer = "fitted to " + ", ".join(map(str, corpus)) if corpus else "cut from DeepSeek's vocabulary"
+    console.print(f"tiny {arch} model (seed {seed}, {vocab_size} tokens, {tokenizer}) -> {path}")

@@ -74,6 +74,18 @@ class Schedule:
                        "fitted_at_step": step, "budget_seconds": budget}
         return self.fitted
 
+    def refit(self, budget: float, elapsed: float, step: int, step_seconds: float, eval_seconds: float,
+              reserve: float) -> None:
+        """At an evaluation: fit the remaining steps again with the times measured so far (the first
+        steps and the first evaluation are poor predictors), keeping the evaluation interval."""
+        if not self.fitted or not self.eval_every:
+            return
+        room = budget - elapsed - reserve
+        per_step = step_seconds + eval_seconds / self.eval_every
+        self.total = min(self.planned, step + max(1, int(room / per_step))) if room > 0 else step + 1
+        self.fitted.update({"total_steps": self.total, "step_seconds": round(step_seconds, 4),
+                            "eval_seconds": round(eval_seconds, 3), "refitted_at_step": step})
+
     def save(self, run: Path) -> None:
         if self.fitted:
             (run / "schedule.json").write_text(json.dumps(self.fitted, indent=2), encoding="utf-8")
@@ -103,9 +115,11 @@ class BestKeeper:
             seen = json.loads((self.folder / "best.json").read_text())
             self.best, self.step = seen["value"], seen["step"]
 
-    def see(self, step: int, line: dict, model) -> bool:
+    def see(self, step: int, line: dict, model, eligible: bool = True) -> bool:
+        """Save the weights if this evaluation is the best yet. `eligible` False (the first tenth of a
+        run) only watches: a model too young to call any tool still scores on rows that need none."""
         value = line.get(self.metric) if self.metric else None
-        if value is None or not better(self.metric, value, self.best):
+        if not eligible or value is None or not better(self.metric, value, self.best):
             return False
         self.folder.mkdir(parents=True, exist_ok=True)
         trainable = {n: p.detach().contiguous().clone().cpu() for n, p in model.named_parameters() if p.requires_grad}

@@ -334,12 +334,17 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
     window_loss, window_n = 0.0, 0
     timed_from, probe = None, {}
 
+    eval_clock = [0.0, 0.0]  # seconds spent evaluating in all, and in the latest evaluation
+
     def evaluate_now(line: dict) -> None:
+        t0 = time.perf_counter()
         line["eval_loss"] = eval_loss(bare, val_ex, tokenizer.pad_token_id, t.batch_size, share_prefix)
         line.update(_tool_eval(bare, tokenizer, tool_sample, t.batch_size))
         stopper.see(step, line)
-        if keeper is not None and keeper.see(step, line, bare):
+        if keeper is not None and keeper.see(step, line, bare, eligible=step >= schedule.total // 10):
             line["best"] = True
+        eval_clock[1] = time.perf_counter() - t0
+        eval_clock[0] += eval_clock[1]
 
     try:
         while step < schedule.total:
@@ -366,17 +371,16 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
             window_loss, window_n = window_loss + step_loss, window_n + supervised
             if budget is not None and schedule.fitted is None:
                 if timed_from is None:  # the first step pays one-off costs: time the ones after it
-                    timed_from = (step, time.perf_counter())
+                    timed_from = (step, time.perf_counter(), eval_clock[0])
                 elif step - timed_from[0] >= CALIBRATION_STEPS or step >= schedule.total:
                     step_seconds = (time.perf_counter() - timed_from[1]) / (step - timed_from[0])
                     probe = {}
-                    t0 = time.perf_counter()
                     if main:
                         evaluate_now(probe)
-                    eval_seconds = time.perf_counter() - t0
-                    schedule.fit(budget, time.perf_counter() - started, step, step_seconds, eval_seconds,
-                                 t.evals, reserve=eval_seconds + 5)
+                    schedule.fit(budget, time.perf_counter() - started, step, step_seconds, eval_clock[1],
+                                 t.evals, reserve=eval_clock[1] + 5)
                     _broadcast_fit(acc, schedule)
+                    timed_from = (step, time.perf_counter(), eval_clock[0])
                     if main:
                         schedule.save(out)
             eval_every = schedule.eval_every
@@ -399,6 +403,13 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
                     sink.log(step, {k: v for k, v in line.items() if isinstance(v, float | int) and k != "step"})
                 if progress:
                     progress(step, schedule.total, line)
+            if budget is not None and schedule.fitted and eval_every and step % eval_every == 0 and step > timed_from[0]:
+                trained_for = time.perf_counter() - timed_from[1] - (eval_clock[0] - timed_from[2])
+                schedule.refit(budget, time.perf_counter() - started, step, trained_for / (step - timed_from[0]),
+                               eval_clock[1], reserve=eval_clock[1] + 5)
+                _broadcast_fit(acc, schedule)
+                if main:
+                    schedule.save(out)
             if _broadcast_stop(acc, stopper.stop):
                 break
             if main and t.save_every and step % t.save_every == 0 and step < schedule.total:
