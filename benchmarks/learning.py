@@ -20,7 +20,7 @@ Then, as a new user would with the README's commands (the `dsft` next to this Py
   dsft model tiny --out OUT/model --force
   dsft train --model OUT/model --train OUT/DOMAIN/train.jsonl --out OUT/runs/DOMAIN-VARIANT
              --time-budget 10m  [--copy-augment 0 for the `noaug` variant]
-  dsft eval --model RUN --data OUT/DOMAIN/test.jsonl --json --max-new-tokens 256   (and test_paraphrase)
+  dsft eval --model RUN --data OUT/DOMAIN/test.jsonl --json   (and test_paraphrase)
 --with-demo adds dsft's own LightDom data (`dsft data generate`, seeds 1 and 2): an IN-DOMAIN
 reference row whose test values are not held out. Prints one table (stdout) and writes
 OUT/results.json; progress and logs go to stderr and OUT/logs/.
@@ -64,8 +64,8 @@ def run(args: list[str], log_file: Path) -> tuple[int, str, float]:
 
 
 def evaluate(model: Path, data: Path, log_file: Path, max_new_tokens: int) -> dict | None:
-    rc, out, seconds = run(["eval", "--model", str(model), "--data", str(data), "--json",
-                            "--max-new-tokens", str(max_new_tokens)], log_file)
+    extra = ["--max-new-tokens", str(max_new_tokens)] if max_new_tokens else []  # default: the data's longest turn
+    rc, out, seconds = run(["eval", "--model", str(model), "--data", str(data), "--json", *extra], log_file)
     if rc:
         return None
     text = out[out.index("{"):] if "{" in out else out
@@ -151,7 +151,7 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=1500)
     ap.add_argument("--n-test", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--max-new-tokens", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/learning"))
     ap.add_argument("--with-demo", action="store_true", help="also dsft's own LightDom data (in-domain reference)")
     ap.add_argument("--generate-only", action="store_true", help="write and check the data, train nothing")

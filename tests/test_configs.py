@@ -52,7 +52,7 @@ def test_precedence_method_defaults_then_rank_preset_then_flags():
 
 def test_tiny_model_gets_its_measured_preset(tiny_model):
     cfg = load(None, {"model.name_or_path": str(tiny_model), "data.train": ["x"], "output.dir": "o"})
-    assert (cfg.method, cfg.training.learning_rate, cfg.training.epochs) == ("full", 2e-3, 20)
+    assert (cfg.method, cfg.training.learning_rate, cfg.training.epochs, cfg.training.time_budget) == ("full", 2e-3, 30, 600)
     assert load(None, {"model.name_or_path": str(tiny_model), "data.train": ["x"], "output.dir": "o",
                        "method": "lora"}).training.learning_rate == 2e-4
 

@@ -20,6 +20,18 @@ from tests.conftest import free_port, start_dsft, stop_process
 SYSTEM = {"role": "system", "content": "You are LightDom's assistant. Use the tools to act."}
 
 
+def training_request() -> list[dict]:
+    """System prompt and request of a training row that calls one tool (not generateSchema): these
+    tests are about serving, so they ask what the tiny model was trained on."""
+    from dsft.data.generate import generate, load_scenarios
+
+    for row in generate(load_scenarios(), 500, seed=3):
+        calls = row["messages"][2].get("tool_calls") or []
+        if len(calls) == 1 and calls[0]["function"]["name"] != "generateSchema":
+            return row["messages"][:2]
+    raise AssertionError("no single-call training row")
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, tiny_model) -> Path:
     """The tiny model trained on LightDom tool use (the tiny preset, fewer epochs): ~20 s once per worker."""
@@ -80,7 +92,7 @@ def test_openai_client_chat_stream_and_tool_round_trip(serve, trained_run):
     assert plain.choices[0].message.role == "assistant" and isinstance(plain.choices[0].message.content, str)
     assert plain.usage.completion_tokens <= 12 and plain.usage.prompt_tokens > 0
 
-    messages = [SYSTEM, {"role": "user", "content": "Run an SEO audit of https://example.com"}]
+    messages = training_request()
     first = c.chat.completions.create(model="run", messages=messages, tools=tools())
     call = first.choices[0].message.tool_calls[0]
     assert first.choices[0].finish_reason == "tool_calls" and call.type == "function"

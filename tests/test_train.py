@@ -73,7 +73,7 @@ def test_gradient_accumulation_does_not_change_the_step(tiny_model, tiny_tokeniz
     """One step over 4 examples == the same step split into 2 micro-batches of 2."""
     from transformers import AutoModelForCausalLM
 
-    from dsft.train.trainer import _loss_sum
+    from dsft.train.loss import loss_sum
 
     examples = [Example(list(range(10, 10 + n)), [-100] * 3 + list(range(13, 10 + n))) for n in (8, 12, 9, 15)]
     grads = []
@@ -83,7 +83,7 @@ def test_gradient_accumulation_does_not_change_the_step(tiny_model, tiny_tokeniz
         batches = [collate(part, tiny_tokenizer.pad_token_id)[0] for part in split]
         supervised = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
         for b in batches:
-            loss, _ = _loss_sum(net, b)
+            loss, _ = loss_sum(net, b)
             (loss / supervised).backward()
         grads.append(torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None]))
     assert torch.allclose(grads[0], grads[1], atol=1e-5)

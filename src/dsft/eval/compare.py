@@ -164,7 +164,7 @@ def compare(a: Scores, b: Scores, labels: tuple[str, str] = ("A", "B"), bootstra
                       sides or {labels[0]: {"side": "A"}, labels[1]: {"side": "B"}})
 
 
-def run_compare(a: str, b: str, data: list[str], limit: int | None = None, max_new_tokens: int = 96,
+def run_compare(a: str, b: str, data: list[str], limit: int | None = None, max_new_tokens: int | None = None,
                 labels: tuple[str, str] | None = None) -> Comparison:
     """Load, generate and score both models on the same examples, then compare. Without
     `labels`, they say what each side is (`default_labels`)."""

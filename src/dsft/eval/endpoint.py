@@ -14,7 +14,7 @@ from dsft.eval.score import prediction_calls
 from dsft.eval.tooluse import Scores, cases
 
 
-def evaluate_endpoint(url: str, convs: list[Conversation], model: str = "default", max_new_tokens: int = 96,
+def evaluate_endpoint(url: str, convs: list[Conversation], model: str = "default", max_new_tokens: int | None = None,
                       limit: int | None = None, timeout: float = 120.0) -> Scores:
     import httpx
 
@@ -24,7 +24,7 @@ def evaluate_endpoint(url: str, convs: list[Conversation], model: str = "default
     with httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=headers) as client:
         for case in chosen:
             body = case.prompt.to_openai()
-            request = {"model": model, "messages": body["messages"], "temperature": 0, "max_tokens": max_new_tokens}
+            request = {"model": model, "messages": body["messages"], "temperature": 0, "max_tokens": max_new_tokens or 256}
             if "tools" in body:
                 request["tools"] = body["tools"]
             try:

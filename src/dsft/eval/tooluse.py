@@ -125,7 +125,7 @@ def room_for_answers(convs: list[Conversation], tokenizer, margin: int = 16) -> 
 
 
 def evaluate(model, tokenizer, convs: list[Conversation], max_new_tokens: int | None = None, limit: int | None = None,
-             batch_size: int = 8, samples: int = 1, temperature: float = 0.8, perplexity_too: bool = True) -> Scores:
+             batch_size: int = 32, samples: int = 1, temperature: float = 0.8, perplexity_too: bool = True) -> Scores:
     """Greedy scoring of every example; with `samples` > 1, code examples (metadata.tests) are
     also sampled `samples` times at `temperature` for pass@k (k = 1, 5, 10 up to `samples`).
     `max_new_tokens` None: room for the longest reference turn (`room_for_answers`)."""

@@ -7,6 +7,8 @@
   `schedule.json` in the run folder, so `--resume` continues the same schedule exactly.
 - `BestKeeper`: the weights of the best evaluation by a chosen metric are saved to `best/` as they
   happen and put back before the run is saved, so a run's final weights are its best, not its last.
+  A tie on the metric goes to the lower eval loss (so a run whose accuracy never moves keeps its
+  best-fitting step, not its first).
 """
 
 from __future__ import annotations
@@ -110,22 +112,28 @@ class BestKeeper:
     def __init__(self, run: Path, metric: str | None):
         self.folder, self.metric = run / "best", metric
         self.best: float | None = None
+        self.best_loss: float | None = None
         self.step: int | None = None
         if self.metric and (self.folder / "best.json").is_file():  # a resumed run keeps its best so far
             seen = json.loads((self.folder / "best.json").read_text())
-            self.best, self.step = seen["value"], seen["step"]
+            self.best, self.step, self.best_loss = seen["value"], seen["step"], seen.get("eval_loss")
 
     def see(self, step: int, line: dict, model, eligible: bool = True) -> bool:
         """Save the weights if this evaluation is the best yet. `eligible` False (the first tenth of a
         run) only watches: a model too young to call any tool still scores on rows that need none."""
         value = line.get(self.metric) if self.metric else None
-        if not eligible or value is None or not better(self.metric, value, self.best):
+        if not eligible or value is None:
+            return False
+        loss = line.get("eval_loss")
+        tie_broken = (value == self.best and loss is not None and self.best_loss is not None and loss < self.best_loss)
+        if not better(self.metric, value, self.best) and not tie_broken:
             return False
         self.folder.mkdir(parents=True, exist_ok=True)
         trainable = {n: p.detach().contiguous().clone().cpu() for n, p in model.named_parameters() if p.requires_grad}
         save_file(trainable, self.folder / "trainable.safetensors")
-        self.best, self.step = value, step
-        (self.folder / "best.json").write_text(json.dumps({"metric": self.metric, "value": value, "step": step}))
+        self.best, self.step, self.best_loss = value, step, loss
+        (self.folder / "best.json").write_text(json.dumps({"metric": self.metric, "value": value, "step": step,
+                                                           "eval_loss": loss}))
         return True
 
     def restore(self, model, last_step: int) -> dict | None:
