@@ -190,17 +190,8 @@ _SCHEMAS = SchemaCache()
 
 def _valid(conv: Conversation) -> bool:
     schemas = {t.name: t.parameters for t in conv.tools or ()}
-    for m in conv.messages:
-        for call in m.tool_calls or ():
-            if call.name not in schemas:
-                continue
-            validator, _ = _SCHEMAS.get(schemas[call.name])
-            try:
-                if validator is not None:
-                    validator(call.arguments)
-            except Exception:  # fastjsonschema's JsonSchemaValueException and friends
-                return False
-    return True
+    return all(_SCHEMAS.accepts(schemas[call.name], call.arguments)
+               for m in conv.messages for call in m.tool_calls or () if call.name in schemas)
 
 
 def augment(convs: list[Conversation], per_row: float, seed: int) -> list[Conversation]:

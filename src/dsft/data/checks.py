@@ -59,6 +59,17 @@ class SchemaCache:
             self._cache[key] = hit
         return hit
 
+    def accepts(self, schema: dict, arguments: dict) -> bool:
+        """Whether `arguments` satisfy `schema` (an invalid schema accepts anything: it is reported
+        as a schema problem elsewhere, not as a bad call)."""
+        validator, _ = self.get(schema)
+        try:
+            if validator is not None:
+                validator(arguments)
+        except Exception:  # fastjsonschema's JsonSchemaValueException and friends
+            return False
+        return True
+
     @staticmethod
     def _compile(schema: dict) -> tuple[Callable | None, str]:
         try:

@@ -133,17 +133,7 @@ def score_calls(pred: list[ToolCall], ref: list[ToolCall], tools: list[Tool], pa
         precision = score / n_pred_args if n_pred_args else float(not n_ref_args and len(pred) == len(ref))
         recall = score / n_ref_args if n_ref_args else float(not n_pred_args and len(pred) == len(ref))
     names_equal = Counter(c.name for c in pred) == Counter(c.name for c in ref)
-    valid = True
-    for c in pred:
-        if c.name not in schemas:
-            valid = False
-            continue
-        validator, _ = _SCHEMAS.get(schemas[c.name])
-        try:
-            if validator is not None:
-                validator(c.arguments)
-        except Exception:  # fastjsonschema's JsonSchemaValueException and friends
-            valid = False
+    valid = all(c.name in schemas and _SCHEMAS.accepts(schemas[c.name], c.arguments) for c in pred)
     confusion = [(r.name, p.name) for r, p in zip(ref, pred) if r.name != p.name]
     return ExampleScore(
         category=category(ref, tools), parsed=parsed, call_count_match=parsed and len(pred) == len(ref),
