@@ -149,7 +149,8 @@ def test_guide_phases_through_the_api(live_api):
         assert "transformers==" in c.get("/api/finetuning/phase2/requirements").text
 
         train = c.post("/api/jobs", json={"kind": "train", "spec": {
-            "dataset_id": dataset_id, "overrides": {"model.name_or_path": "tiny", "training.epochs": 2}}})
+            "dataset_id": dataset_id, "overrides": {"model.name_or_path": "tiny", "training.epochs": 2,
+                                                   "training.time_budget": None, "training.eval_tool_sample": 0}}})
         trained = api.wait_job(train.json()["job_id"])
         assert trained["status"] == "succeeded", trained
         reg = c.post("/api/finetuning/phase3/register-model",
@@ -166,7 +167,8 @@ def test_guide_phases_through_the_api(live_api):
         assert kinds[0] == "status" and "progress" in kinds and kinds[-1] == "end"
 
         pipe = c.post("/api/finetuning/run-pipeline", json={
-            "generate": {"n": 100}, "train": {"overrides": {"training.epochs": 2}}, "eval": {"limit": 8},
+            "generate": {"n": 100}, "train": {"overrides": {"training.epochs": 2, "training.time_budget": None,
+                                                          "training.eval_tool_sample": 0}}, "eval": {"limit": 8},
             "register": {"name": "lightdom", "alias": "champion"}})
         assert pipe.status_code == 202, pipe.text
         ran = api.wait_job(pipe.json()["job_id"])

@@ -31,7 +31,8 @@ def test_bad_tools_file_is_a_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_demo_walks_every_phase_through_the_api(tmp_path):
-    proc = run_dsft("demo", "-n", "120", "--epochs", "2", "--eval-limit", "10", cwd=tmp_path, check=0)
+    proc = run_dsft("demo", "-n", "120", "--epochs", "2", "--time-budget", "30s", "--eval-limit", "6", cwd=tmp_path,
+                    check=0)
     out = proc.stdout
     for phase in ("phase 1: data", "phase 2: configure", "phase 3: register", "phase 4: deploy", "continuous training",
                   "summary"):

@@ -20,12 +20,15 @@ from tests.conftest import free_port, start_dsft, stop_process
 SYSTEM = {"role": "system", "content": "You are LightDom's assistant. Use the tools to act."}
 
 
+TRAIN_ROWS = 48  # few rows, many epochs: the tiny model learns them by heart in about a minute
+
+
 def training_request() -> list[dict]:
     """System prompt and request of a training row that calls one tool (not generateSchema): these
     tests are about serving, so they ask what the tiny model was trained on."""
     from dsft.data.generate import generate, load_scenarios
 
-    for row in generate(load_scenarios(), 500, seed=3):
+    for row in generate(load_scenarios(), TRAIN_ROWS, seed=3):
         calls = row["messages"][2].get("tool_calls") or []
         if len(calls) == 1 and calls[0]["function"]["name"] != "generateSchema":
             return row["messages"][:2]
@@ -34,7 +37,8 @@ def training_request() -> list[dict]:
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, tiny_model) -> Path:
-    """The tiny model trained on LightDom tool use (the tiny preset, fewer epochs): ~20 s once per worker."""
+    """The tiny model trained on LightDom tool use (the tiny preset on few rows, no budget or
+    evaluations): about a minute once per worker."""
     import orjson
 
     from dsft.data.generate import generate, load_scenarios
@@ -43,9 +47,10 @@ def trained_run(tmp_path_factory, tiny_model) -> Path:
 
     root = tmp_path_factory.mktemp("served")
     data = root / "train.jsonl"
-    data.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in generate(load_scenarios(), 500, seed=3)))
+    data.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in generate(load_scenarios(), TRAIN_ROWS, seed=3)))
     cfg = load(None, {"model.name_or_path": str(tiny_model), "data.train": [str(data)], "output.dir": str(root / "run"),
-                      "training.epochs": 8, "training.eval_every": 100000, "training.eval_tool_sample": 0})
+                      "data.val_ratio": 0.0, "data.copy_augment": 0, "training.epochs": 30,
+                      "training.eval_every": 100000, "training.eval_tool_sample": 0, "training.time_budget": None})
     train(cfg)
     return root / "run"
 

@@ -236,7 +236,7 @@ def test_curriculum_phases_run_in_order_with_their_own_epochs(tmp_path, tiny_mod
     run_dsft("data", "generate", "-n", "30", "--seed", "1", "--out", tmp_path / "basic.jsonl", check=0)
     run_dsft("data", "generate", "-n", "20", "--seed", "2", "--out", tmp_path / "tools.jsonl", check=0)
     cfg = cfgmod.load(None, {"model.name_or_path": str(tiny_model), "output.dir": "o", "data.val_ratio": 0.0,
-                             "training.batch_size": 5, "data.curriculum": [
+                             "data.copy_augment": 0, "training.batch_size": 5, "data.curriculum": [
                                  {"name": "basics", "train": [str(tmp_path / "basic.jsonl")], "epochs": 2},
                                  {"name": "tools", "train": [str(tmp_path / "tools.jsonl")], "epochs": 1.5}]})
     p = plan(cfg, tiny_tokenizer)
@@ -334,10 +334,11 @@ def test_gradient_checkpointing_gives_the_same_loss(tmp_path, tiny_model, method
     for on in (False, True):
         cfg = cfgmod.load(None, {"model.name_or_path": str(tiny_model), "data.train": [str(tmp_path / "d.jsonl")],
                                  "output.dir": str(tmp_path / f"run{on}"), "method": method, "training.epochs": 1,
-                                 "training.log_every": 1, "training.gradient_checkpointing": on})
+                                 "training.log_every": 1, "training.gradient_checkpointing": on,
+                                 "training.time_budget": None, "training.eval_tool_sample": 0})
         train(cfg)
         losses.append([json.loads(x)["loss"] for x in (tmp_path / f"run{on}" / "metrics.jsonl").read_text().splitlines()])
-    assert losses[1] == pytest.approx(losses[0], abs=1e-4)
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)  # recomputation reorders float sums: ~1e-5 apart
 
 
 def test_early_stopping_rule():

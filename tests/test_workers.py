@@ -79,8 +79,9 @@ def test_killed_worker_job_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     home = tmp_path / "home"
     data = write_examples(home, 200)
     job_id = jobs.submit("train", {"overrides": {"model.name_or_path": "tiny", "data.train": [data],
-                                                 "training.epochs": 30, "training.save_every": 10,
-                                                 "training.eval_every": 100000, "training.threads": 1}})
+                                                 "training.epochs": 2, "training.save_every": 10,
+                                                 "training.eval_every": 100000, "training.threads": 1,
+                                                 "training.time_budget": None, "training.eval_tool_sample": 0}})
     env = {"DSFT_STALE_SECONDS": "3"}
     first = start_worker(home, tmp_path / "first.log", **env)
     run = home / "runs" / job_id
@@ -108,7 +109,8 @@ def test_cancel_stops_training_after_a_checkpoint(tmp_path):
     data = write_examples(home, 200)
     job_id = jobs.submit("train", {"overrides": {"model.name_or_path": "tiny", "data.train": [data],
                                                  "training.epochs": 50, "training.eval_every": 100000,
-                                                 "training.threads": 1}})
+                                                 "training.threads": 1, "training.time_budget": None,
+                                                 "training.eval_tool_sample": 0}})
     worker = start_worker(home, tmp_path / "worker.log")
     try:
         wait_for(lambda: any(e.kind == "progress" for e in jobs.events(job_id)), 180, "training to start")

@@ -22,6 +22,8 @@ def tiny(out: Path = typer.Option(None, "--out", help="Folder to write (default:
                                                      help="Fit the tokenizer to these training files (any layout "
                                                           "dsft reads) instead of cutting it from DeepSeek's vocabulary."),
          vocab_size: int = typer.Option(8192, "--vocab-size", min=600, max=131072),
+         tied: bool = typer.Option(True, "--tied/--untied",
+                                   help="Share the input embedding with the output layer (lets it copy unseen values)."),
          force: bool = typer.Option(False, "--force", help="Replace --out if it exists.")) -> None:
     """A tiny random-init model of the real architecture with a DeepSeek tokenizer built here (no hub)."""
     from dsft.home import dsft_home
@@ -36,6 +38,6 @@ def tiny(out: Path = typer.Option(None, "--out", help="Folder to write (default:
         if not f.exists():
             raise UserError(f"--corpus {f} does not exist", "give the training files to fit the tokenizer to")
     path = build(out, TinySpec(arch=arch, seed=seed, vocab_size=vocab_size,
-                               corpus=tuple(str(f) for f in corpus or ())))
+                               corpus=tuple(str(f) for f in corpus or ()), tied=tied))
     tokenizer = "fitted to " + ", ".join(map(str, corpus)) if corpus else "cut from DeepSeek's vocabulary"
     console.print(f"tiny {arch} model (seed {seed}, {vocab_size} tokens, {tokenizer}) -> {path}")

@@ -30,7 +30,8 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags
           save_every: Optional[int] = typer.Option(None, "--save-every", help="Checkpoint every N steps."),
           time_budget: Optional[str] = typer.Option(None, "--time-budget",
                                                     help="Train for this long, evaluations included (90s, 10m, 1h): "
-                                                         "the step count is fitted to it; --epochs becomes the most."),
+                                                         "the step count is fitted to it; --epochs becomes the most. "
+                                                         "'none' trains the epochs whatever they take."),
           copy_augment: Optional[float] = typer.Option(None, "--copy-augment",
                                                        help="Variants per tool-use row with argument values "
                                                             "resampled in the same shape (0 = off)."),
@@ -44,8 +45,11 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags
              "output.dir": out, "method": method, "training.epochs": epochs, "training.learning_rate": lr,
              "training.batch_size": batch_size, "data.max_length": max_length, "training.seed": seed,
              "rank_preset": preset, "training.save_every": save_every, "data.copy_augment": copy_augment,
-             "training.time_budget": None if time_budget is None else parse_duration(time_budget)}
+             "training.time_budget": None if time_budget is None or time_budget.strip().lower() in ("none", "off")
+             else parse_duration(time_budget)}
     flags = {k: v for k, v in flags.items() if v not in (None, [])}
+    if time_budget is not None and time_budget.strip().lower() in ("none", "off"):
+        flags["training.time_budget"] = None  # explicit: beats the tiny preset's budget
     if resume is not None:
         from dsft.errors import UserError
 

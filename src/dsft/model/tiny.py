@@ -45,6 +45,11 @@ class TinySpec:
     max_positions: int = 4096
     seed: int = 0
     corpus: tuple[str, ...] = ()  # files to fit the tokenizer to; empty = DeepSeek's own merges
+    # The output layer is the input embedding, transposed. A model learning from scratch can then copy
+    # a token it has never had to write (a value first seen at test time): attention that carries a
+    # token's embedding forward scores that same token highest. Untied, every output row the training
+    # data never targets is only ever pushed down, and an unseen value cannot be copied at all.
+    tied: bool = True
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -153,7 +158,7 @@ def build_config(spec: TinySpec, tokenizer):
     common = dict(vocab_size=len(tokenizer), hidden_size=spec.hidden_size, num_hidden_layers=spec.layers,
                   num_attention_heads=spec.heads, max_position_embeddings=spec.max_positions,
                   bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                  pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
+                  pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=spec.tied)
     if spec.arch == "deepseek_v3":
         from transformers import DeepseekV3Config
 
@@ -187,7 +192,7 @@ def build(out: Path, spec: TinySpec = TinySpec()) -> Path:
     torch.manual_seed(spec.seed)
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.config.dsft_tiny = {"arch": spec.arch, "seed": spec.seed,
+    model.config.dsft_tiny = {"arch": spec.arch, "seed": spec.seed, "tied": spec.tied,
                               "tokenizer": "corpus" if spec.corpus else "deepseek-merges"}  # lets `dsft train` pick the tiny preset
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,8 @@
 - `Schedule`: warm-up then cosine decay over the run's steps. Without a time budget the steps are
   the epochs' worth of batches. With one (`training.time_budget`), the first steps are timed, an
   evaluation is timed, and the step count is fitted so that training and the planned evaluations
-  end inside the budget (never more than `epochs` allow). The fitted numbers are written to
+  end inside the budget (never more than `epochs` allow); when the epochs plainly end inside it
+  (under half the time left), they are kept as they are and no evaluation is timed. The fitted numbers are written to
   `schedule.json` in the run folder, so `--resume` continues the same schedule exactly.
 - `BestKeeper`: the weights of the best evaluation by a chosen metric are saved to `best/` as they
   happen and put back before the run is saved, so a run's final weights are its best, not its last.
@@ -24,6 +25,8 @@ from safetensors.torch import load_file, save_file
 from dsft.errors import UserError
 
 EVAL_SHARE = 0.25  # most of a budget's remaining time that evaluations may take
+MIN_EVAL_INTERVAL = 10  # steps: a short run evaluates less often rather than spend its budget evaluating
+EPOCHS_FIT_SHARE = 0.5  # epochs needing under this share of the time left are not fitted to the budget
 CALIBRATION_STEPS = 4  # steps timed before the budget fixes the step count (after one untimed step)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h)?\s*$")
 
@@ -63,17 +66,27 @@ class Schedule:
         """Fix the step count so that the evaluations and the remaining steps end by `budget`.
 
         Evaluations get at most a quarter of the time left (fewer of them when each is slow: the
-        first, timed on a model that has not learnt to stop, is the slowest), training the rest."""
+        first, timed on a model that has not learnt to stop, is the slowest), training the rest;
+        they are at least MIN_EVAL_INTERVAL steps apart (a few long evaluations in a short run)."""
         room = budget - elapsed - reserve
         evals = min(evals, int(EVAL_SHARE * room / eval_seconds)) if eval_seconds > 0 and room > 0 else evals
         evals = max(evals, 1)
         steps = max(1, int((room - evals * eval_seconds) / step_seconds)) if room > 0 else 1
         self.total = min(self.planned, step + steps)
-        self.eval_every = max(1, (self.total - step) // evals) if evals else None
+        self.eval_every = max(min(MIN_EVAL_INTERVAL, self.total - step), (self.total - step) // evals, 1)
+        evals = max(1, (self.total - step) // self.eval_every)
         self.fitted = {"total_steps": self.total, "eval_every": self.eval_every, "evals": evals,
                        "planned_steps": self.planned,
                        "step_seconds": round(step_seconds, 4), "eval_seconds": round(eval_seconds, 3),
                        "fitted_at_step": step, "budget_seconds": budget}
+        return self.fitted
+
+    def within(self, budget: float, step: int, step_seconds: float) -> dict:
+        """The epochs end well inside the budget: keep their steps and the configured evaluations,
+        and skip the timed probe evaluation (a short run should not pay for fitting a long one)."""
+        self.fitted = {"total_steps": self.total, "eval_every": self.eval_every, "evals": None,
+                       "planned_steps": self.planned, "step_seconds": round(step_seconds, 4),
+                       "fitted_at_step": step, "budget_seconds": budget, "epochs_fit_the_budget": True}
         return self.fitted
 
     def refit(self, budget: float, elapsed: float, step: int, step_seconds: float, eval_seconds: float,

@@ -21,7 +21,7 @@ from dsft.errors import UserError
 from dsft.train.batching import Example, collate, length_grouped_batches, tokenize
 from dsft.train.config import TrainConfig
 from dsft.train.loss import loss_sum
-from dsft.train.schedule import CALIBRATION_STEPS, BestKeeper, Schedule, better
+from dsft.train.schedule import CALIBRATION_STEPS, EPOCHS_FIT_SHARE, BestKeeper, Schedule, better
 from dsft.train.methods import quantization_config, wrap
 
 
@@ -374,11 +374,15 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
                     timed_from = (step, time.perf_counter(), eval_clock[0])
                 elif step - timed_from[0] >= CALIBRATION_STEPS or step >= schedule.total:
                     step_seconds = (time.perf_counter() - timed_from[1]) / (step - timed_from[0])
-                    probe = {}
-                    if main:
-                        evaluate_now(probe)
-                    schedule.fit(budget, time.perf_counter() - started, step, step_seconds, eval_clock[1],
-                                 t.evals, reserve=eval_clock[1] + 5)
+                    left = budget - (time.perf_counter() - started)
+                    if (schedule.total - step) * step_seconds < EPOCHS_FIT_SHARE * left:
+                        schedule.within(budget, step, step_seconds)
+                    else:
+                        probe = {}
+                        if main:
+                            evaluate_now(probe)
+                        schedule.fit(budget, time.perf_counter() - started, step, step_seconds, eval_clock[1],
+                                     t.evals, reserve=eval_clock[1] + 5)
                     _broadcast_fit(acc, schedule)
                     timed_from = (step, time.perf_counter(), eval_clock[0])
                     if main:
