@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from dsft.registry import continuous, db, jobs, store
+from dsft.registry import continuous, db, jobs, store, tasks
 from dsft.registry.worker import Worker
 
 
@@ -50,18 +50,35 @@ def test_policy_round_trip_and_validation_on_arrival():
 
 @pytest.mark.slow
 def test_better_data_is_promoted_worse_data_is_not():
+    """The gate, end to end, on a fixed validation set that the new data covers: the from-scratch
+    tiny model learns rows it trains on within a minute (it does not yet generalize within one:
+    issue 11), so "better" is new data holding the validation rows, "worse" is refusals of them."""
+    import orjson
+
+    from dsft.home import dsft_home
+
     db.engine()
-    first = jobs.submit("pipeline", {"generate": {"n": 240, "seed": 0},
-                                     "train": {"overrides": {"training.epochs": 1, "training.eval_every": 100000}},
+    quick = {"training.eval_every": 100000, "training.eval_tool_sample": 0, "training.time_budget": None,
+             "data.copy_augment": 0, "training.batch_size": 16}  # every retrain here is one batch
+    first = jobs.submit("pipeline", {"generate": {"n": 4, "seed": 0},
+                                     "train": {"overrides": {"training.epochs": 1, **quick}},
                                      "eval": False, "register": {"name": "lightdom", "alias": "champion"}})
-    run_jobs()
+    fixed = dsft_home() / "uploads" / "fixed" / "rows.jsonl"
+    fixed.parent.mkdir(parents=True)
+    fixed.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in good_examples(16, seed=7)))
+    held = jobs.submit("prepare", {"inputs": ["uploads/fixed/rows.jsonl"], "val_ratio": 0.5, "seed": 0})
+    run_jobs(2)
     assert jobs.get(first).status == "succeeded", jobs.get(first).error
+    assert jobs.get(held).status == "succeeded", jobs.get(held).error
+    validation_id = jobs.get(held).result["dataset_id"]
+    validation_rows = [orjson.loads(x) for x in tasks.dataset_files(validation_id)[1].read_bytes().splitlines()]
+    assert len(validation_rows) >= 4
     continuous.set_policy(continuous.Policy(
-        name="lightdom", threshold=10_000, eval_limit=40,
-        train_overrides={"training.epochs": 6, "training.eval_every": 100000},
+        name="lightdom", threshold=10_000, eval_limit=len(validation_rows), validation_dataset=validation_id,
+        train_overrides={"training.epochs": 120, **quick},
         gate=continuous.Gate(metric="tool_name_accuracy", margin=0.05)))
 
-    continuous.add_examples(good_examples(600, seed=7))
+    continuous.add_examples(validation_rows)
     better = continuous.maybe_retrain("trigger")
     run_jobs()
     job = jobs.get(better)
@@ -70,10 +87,9 @@ def test_better_data_is_promoted_worse_data_is_not():
     with db.session() as s:
         assert store.resolve(s, "lightdom@champion").version == 2
 
-    pol = continuous.policy()  # the validation set stays fixed; refusals, trained hard, must cost tool calls
-    continuous.set_policy(pol.model_copy(update={"train_overrides": {"training.epochs": 3,
-                                                                     "training.eval_every": 100000}}))
-    continuous.add_examples(refusals(good_examples(2000, seed=9)))
+    pol = continuous.policy()  # the validation set stays fixed; refusals of its rows must cost tool calls
+    continuous.set_policy(pol.model_copy(update={"train_overrides": {"training.epochs": 40, **quick}}))
+    continuous.add_examples(refusals(validation_rows))
     worse = continuous.maybe_retrain("trigger")
     run_jobs()
     job = jobs.get(worse)
@@ -86,7 +102,8 @@ def test_better_data_is_promoted_worse_data_is_not():
         assert store.resolve(s, "lightdom@champion").version == 2  # unchanged
         assert store.resolve(s, "lightdom:3").description.startswith("retrain")  # registered, not promoted
     status = continuous.status()
-    assert status["last_run"]["verdict"] == "kept" and status["buffered"] == 0 and status["used"] == 2600
+    assert status["last_run"]["verdict"] == "kept" and status["buffered"] == 0
+    assert status["used"] == 2 * len(validation_rows)
 
 
 def test_schedule_starts_a_retrain_only_when_due_and_buffered():

@@ -186,7 +186,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, tiny_model):
 
     run_dsft("data", "generate", "-n", "120", "--seed", "4", "--out", tmp_path / "d.jsonl", check=0)
     common = ["--model", tiny_model, "--train", tmp_path / "d.jsonl", "--epochs", "3", "--batch-size", "4",
-              "--lr", "1e-3"]
+              "--lr", "1e-3", "--time-budget", "none"]  # a fitted budget would differ between the runs
     (tmp_path / "cfg.yaml").write_text("training: {log_every: 1, eval_every: 1000}\n")
     run_dsft("train", tmp_path / "cfg.yaml", *common, "--out", tmp_path / "a", check=0)
     reference = [json.loads(x)["loss"] for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
@@ -311,7 +311,7 @@ def test_two_processes_equal_one_process_with_accumulation(tmp_path, tiny_model)
 
     run_dsft("data", "generate", "-n", "40", "--seed", "6", "--out", tmp_path / "d.jsonl", check=0)
     common = ["--model", tiny_model, "--train", tmp_path / "d.jsonl", "--epochs", "2", "--batch-size", "4",
-              "--lr", "1e-3"]
+              "--lr", "1e-3", "--time-budget", "none"]
     (tmp_path / "one.yaml").write_text("training: {log_every: 1, eval_every: 1000, grad_accum: 2}\n")
     (tmp_path / "two.yaml").write_text("training: {log_every: 1, eval_every: 1000, grad_accum: 1}\n")
     run_dsft("train", tmp_path / "one.yaml", *common, "--out", tmp_path / "one", check=0)

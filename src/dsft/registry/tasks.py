@@ -133,7 +133,10 @@ def train(spec: dict[str, Any], ctx: Context) -> dict[str, Any]:
     if spec.get("dataset_id"):
         train_file, val_file = dataset_files(spec["dataset_id"], ctx.url)
         overrides["data.train"] = [str(train_file)]
-        overrides["data.validation"] = [str(val_file)]
+        if val_file.is_file() and val_file.stat().st_size:  # a dataset too small to split has none
+            overrides["data.validation"] = [str(val_file)]
+        else:
+            overrides.setdefault("data.val_ratio", 0.0)  # do not split it again: the dataset's split is the split
     if spec.get("init_from"):  # warm start: a full model folder, or an adapter over the same base
         overrides["model.init_from"] = str(home_path(spec["init_from"]))
     import yaml
