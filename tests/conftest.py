@@ -19,11 +19,12 @@ def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("DSFT_HOME", str(tmp_path / "home"))
 
 
-def run_dsft(*args: str, cwd: Path | None = None, check: int | None = None) -> subprocess.CompletedProcess:
+def run_dsft(*args: str, cwd: Path | None = None, check: int | None = None,
+             timeout: float = 300) -> subprocess.CompletedProcess:
     """The real console command, in a subprocess, as a user runs it."""
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     proc = subprocess.run([sys.executable, "-m", "dsft", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
+                          cwd=cwd, env=env, timeout=timeout)
     if check is not None:
         assert proc.returncode == check, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     assert "Traceback" not in proc.stderr, proc.stderr

@@ -229,6 +229,20 @@ def test_the_schedule_fits_the_budget(elapsed, step_s, eval_s, total, eval_every
     assert s(s.total) == pytest.approx(0.0, abs=1e-12)
 
 
+def test_a_refit_past_the_budget_stops_at_this_step():
+    """Over budget at an evaluation, the run ends there; it once set 'one more step' at every
+    evaluation, and with evaluations every step it ran past its data (found under a loaded CPU)."""
+    from dsft.train.schedule import Schedule
+
+    s = Schedule(planned=100, warmup_ratio=0.0, eval_every=50)
+    s.fit(40, 10, 5, 0.5, 1, 12, reserve=6)
+    assert s.eval_every == 10
+    s.refit(40, 45, 20, 0.5, 1, reserve=6)
+    assert s.total == 20
+    s.refit(40, 20, 20, 0.5, 1, reserve=6)  # back inside the budget: 14 s / 0.6 s per step
+    assert s.total == 43
+
+
 def test_best_keeper_puts_back_the_best_step(tmp_path):
     from dsft.train.schedule import BestKeeper
 

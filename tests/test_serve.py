@@ -20,7 +20,7 @@ from tests.conftest import free_port, start_dsft, stop_process
 SYSTEM = {"role": "system", "content": "You are LightDom's assistant. Use the tools to act."}
 
 
-TRAIN_ROWS = 8  # one batch, many steps: the from-scratch tiny model learns it by heart in about a minute
+TRAIN_ROWS = 4  # one batch, 200 steps: the from-scratch tiny model learns it by heart (8 rows: 7 of 8 calls exact)
 
 
 def training_request() -> list[dict]:
@@ -49,7 +49,7 @@ def trained_run(tmp_path_factory, tiny_model) -> Path:
     data = root / "train.jsonl"
     data.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in generate(load_scenarios(), TRAIN_ROWS, seed=3)))
     cfg = load(None, {"model.name_or_path": str(tiny_model), "data.train": [str(data)], "output.dir": str(root / "run"),
-                      "data.val_ratio": 0.0, "data.copy_augment": 0, "training.epochs": 120,
+                      "data.val_ratio": 0.0, "data.copy_augment": 0, "training.epochs": 200,
                       "training.eval_every": 100000, "training.eval_tool_sample": 0, "training.time_budget": None})
     train(cfg)
     return root / "run"

@@ -97,7 +97,8 @@ class Schedule:
             return
         room = budget - elapsed - reserve
         per_step = step_seconds + eval_seconds / self.eval_every
-        self.total = min(self.planned, step + max(1, int(room / per_step))) if room > 0 else step + 1
+        # Past the budget: stop at this step (one more step at every evaluation would never end).
+        self.total = min(self.planned, step + max(1, int(room / per_step))) if room > 0 else min(self.planned, step)
         self.fitted.update({"total_steps": self.total, "step_seconds": round(step_seconds, 4),
                             "eval_seconds": round(eval_seconds, 3), "refitted_at_step": step})
 
