@@ -212,17 +212,17 @@ def test_a_bad_duration_is_a_user_error(text):
         parse_duration(text)
 
 
-@pytest.mark.parametrize("elapsed, step_s, eval_s, total, eval_every, evals", [
-    (100, 0.5, 4, 5 + 886, 73, 12),    # room 600-100-9 = 491 s: 12 evals (48 s), 443 s of steps
-    (100, 0.5, 40, 5 + 750, 375, 2),   # slow evals get a quarter of the room (455 s): 2 of them
-    (100, 0.01, 4, 20_000, 1666, 12),  # capped by the epochs' worth of steps
-    (700, 0.5, 4, 6, 1, 1),            # already past the budget: one more step, one evaluation
-    (100, 0.1, 1, 40, 10, 3),          # a short run (40 planned steps): evaluations 10 steps apart
+@pytest.mark.parametrize("planned, elapsed, step_s, eval_s, total, eval_every, evals", [
+    (20_000, 100, 0.5, 4, 5 + 886, 73, 12),    # room 600-100-9 = 491 s: 12 evals (48 s), 443 s of steps
+    (20_000, 100, 0.5, 40, 5 + 750, 375, 2),   # slow evals get a quarter of the room (455 s): 2 of them
+    (20_000, 100, 0.01, 4, 20_000, 1666, 12),  # capped by the epochs' worth of steps
+    (20_000, 700, 0.5, 4, 6, 1, 1),            # already past the budget: one more step, one evaluation
+    (40, 100, 0.1, 1, 40, 10, 3),              # a short run: evaluations 10 steps apart
 ])
-def test_the_schedule_fits_the_budget(elapsed, step_s, eval_s, total, eval_every, evals):
+def test_the_schedule_fits_the_budget(planned, elapsed, step_s, eval_s, total, eval_every, evals):
     from dsft.train.schedule import Schedule
 
-    s = Schedule(planned=20_000 if total != 40 else 40, warmup_ratio=0.03, eval_every=50)
+    s = Schedule(planned=planned, warmup_ratio=0.03, eval_every=50)
     fitted = s.fit(600, elapsed, 5, step_s, eval_s, 12, reserve=eval_s + 5)
     assert (s.total, s.eval_every, fitted["evals"]) == (total, eval_every, evals)
     assert s(0) == pytest.approx(1 / max(1, s.warmup)) if s.warmup else s(0) == 1.0

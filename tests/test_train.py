@@ -338,7 +338,7 @@ def test_gradient_checkpointing_gives_the_same_loss(tmp_path, tiny_model, method
                                  "training.time_budget": None, "training.eval_tool_sample": 0})
         train(cfg)
         losses.append([json.loads(x)["loss"] for x in (tmp_path / f"run{on}" / "metrics.jsonl").read_text().splitlines()])
-    assert losses[1] == pytest.approx(losses[0], rel=1e-4)  # recomputation reorders float sums: ~1e-5 apart
+    assert losses[1] == pytest.approx(losses[0], rel=2e-5)  # recomputation reorders float sums: CI saw 1.1e-5
 
 
 def test_early_stopping_rule():

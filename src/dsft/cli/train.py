@@ -41,14 +41,14 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags
     from dsft.train.schedule import parse_duration
     from dsft.train.trainer import train as run
 
+    no_budget = time_budget is not None and time_budget.strip().lower() in ("none", "off")
     flags = {"model.name_or_path": model, "data.train": train_files, "data.validation": validation,
              "output.dir": out, "method": method, "training.epochs": epochs, "training.learning_rate": lr,
              "training.batch_size": batch_size, "data.max_length": max_length, "training.seed": seed,
              "rank_preset": preset, "training.save_every": save_every, "data.copy_augment": copy_augment,
-             "training.time_budget": None if time_budget is None or time_budget.strip().lower() in ("none", "off")
-             else parse_duration(time_budget)}
+             "training.time_budget": None if time_budget is None or no_budget else parse_duration(time_budget)}
     flags = {k: v for k, v in flags.items() if v not in (None, [])}
-    if time_budget is not None and time_budget.strip().lower() in ("none", "off"):
+    if no_budget:
         flags["training.time_budget"] = None  # explicit: beats the tiny preset's budget
     if resume is not None:
         from dsft.errors import UserError

@@ -192,7 +192,7 @@ def build(out: Path, spec: TinySpec = TinySpec()) -> Path:
     torch.manual_seed(spec.seed)
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.config.dsft_tiny = {"arch": spec.arch, "seed": spec.seed, "tied": spec.tied,
+    model.config.dsft_tiny = {"arch": spec.arch, "seed": spec.seed,
                               "tokenizer": "corpus" if spec.corpus else "deepseek-merges"}  # lets `dsft train` pick the tiny preset
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

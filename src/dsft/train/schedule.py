@@ -4,8 +4,9 @@
   the epochs' worth of batches. With one (`training.time_budget`), the first steps are timed, an
   evaluation is timed, and the step count is fitted so that training and the planned evaluations
   end inside the budget (never more than `epochs` allow); when the epochs plainly end inside it
-  (under half the time left), they are kept as they are and no evaluation is timed. The fitted numbers are written to
-  `schedule.json` in the run folder, so `--resume` continues the same schedule exactly.
+  (under half the time left), they are kept as they are and no evaluation is timed. The fitted
+  numbers are written to `schedule.json` in the run folder, so `--resume` continues the same
+  schedule exactly.
 - `BestKeeper`: the weights of the best evaluation by a chosen metric are saved to `best/` as they
   happen and put back before the run is saved, so a run's final weights are its best, not its last.
   A tie on the metric goes to the lower eval loss (so a run whose accuracy never moves keeps its
@@ -132,11 +133,11 @@ class BestKeeper:
             seen = json.loads((self.folder / "best.json").read_text())
             self.best, self.step, self.best_loss = seen["value"], seen["step"], seen.get("eval_loss")
 
-    def see(self, step: int, line: dict, model, eligible: bool = True) -> bool:
-        """Save the weights if this evaluation is the best yet. `eligible` False (the first tenth of a
-        run) only watches: a model too young to call any tool still scores on rows that need none."""
+    def see(self, step: int, line: dict, model) -> bool:
+        """Save the weights if this evaluation is the best yet (the trainer does not show it the
+        first tenth of a run: a model too young to call any tool still scores on rows that need none)."""
         value = line.get(self.metric) if self.metric else None
-        if not eligible or value is None:
+        if value is None:
             return False
         loss = line.get("eval_loss")
         tie_broken = (value == self.best and loss is not None and self.best_loss is not None and loss < self.best_loss)

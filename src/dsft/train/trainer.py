@@ -341,11 +341,11 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
         line["eval_loss"] = eval_loss(bare, val_ex, tokenizer.pad_token_id, t.batch_size, share_prefix)
         line.update(_tool_eval(bare, tokenizer, tool_sample, t.batch_size))
         stopper.see(step, line)
-        eligible = step >= schedule.total // 10  # the total as fitted now: a refit may shrink it later
-        if keeper is not None and keeper.see(step, line, bare, eligible=eligible):
-            line["best"] = True
-        elif keeper is not None and not eligible:
-            line["too_early_to_keep"] = True
+        if keeper is not None:
+            if step < schedule.total // 10:  # the total as fitted now: a refit may shrink it later
+                line["too_early_to_keep"] = True
+            elif keeper.see(step, line, bare):
+                line["best"] = True
         eval_clock[1] = time.perf_counter() - t0
         eval_clock[0] += eval_clock[1]
 
