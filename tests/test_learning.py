@@ -216,7 +216,8 @@ def test_a_bad_duration_is_a_user_error(text):
     (20_000, 100, 0.5, 4, 5 + 886, 73, 12),    # room 600-100-9 = 491 s: 12 evals (48 s), 443 s of steps
     (20_000, 100, 0.5, 40, 5 + 750, 375, 2),   # slow evals get a quarter of the room (455 s): 2 of them
     (20_000, 100, 0.01, 4, 20_000, 1666, 12),  # capped by the epochs' worth of steps
-    (20_000, 700, 0.5, 4, 6, 1, 1),            # already past the budget: one more step, one evaluation
+    (20_000, 700, 0.5, 4, 5, 1, 1),            # already past the budget: it stops here, the timed evaluation its last
+    (20_000, 590, 0.5, 4, 5, 1, 1),            # inside it, but no room for a step and an evaluation: the same
     (40, 100, 0.1, 1, 40, 10, 3),              # a short run: evaluations 10 steps apart
 ])
 def test_the_schedule_fits_the_budget(planned, elapsed, step_s, eval_s, total, eval_every, evals):
@@ -280,12 +281,16 @@ def test_a_budgeted_run_keeps_its_best_evaluation(tmp_path, tiny_model):
     data.write_text("".join(json.dumps(r) + "\n" for r in generate(load_scenarios(), 60, seed=4)))
     cfg = load(None, {"model.name_or_path": str(tiny_model), "data.train": [str(data)], "output.dir": str(tmp_path / "r"),
                       "training.time_budget": 40, "training.eval_tool_sample": 6, "training.evals": 4,
+                      "training.batch_size": 2,  # cheap steps: several evaluations even on a loaded CI machine
                       "training.learning_rate": 3e-2})  # too high on purpose: later steps get worse
     result = train(cfg)
     run = json.loads((result.dir / "run.json").read_text())
     lines = [json.loads(x) for x in (result.dir / "metrics.jsonl").read_text().splitlines()]
     evals = [x for x in lines if "eval_tool_args_exact_match" in x]
-    assert len(evals) >= 2 and run["schedule"]["budget_seconds"] == 40 and run["seconds"] < 40 * 1.5
+    assert len(evals) >= 2 and run["schedule"]["budget_seconds"] == 40
+    # The budget may be overrun by what the run could not foresee, an evaluation slower than the one
+    # it planned with, never by more steps: bounded by the run's own slowest evaluation, not a wall clock.
+    assert run["seconds"] < 40 + 2 * max(x["eval_seconds"] for x in evals) + 5, (run, evals)
     eligible = [x for x in lines if "eval_tool_args_exact_match" in x and not x.get("too_early_to_keep")]
     best = max(eligible, key=lambda x: (x["eval_tool_args_exact_match"], -x["eval_loss"]))
     assert run["kept"]["step"] == best["step"] and run["kept"]["value"] == best["eval_tool_args_exact_match"]

@@ -68,11 +68,13 @@ class Schedule:
 
         Evaluations get at most a quarter of the time left (fewer of them when each is slow: the
         first, timed on a model that has not learnt to stop, is the slowest), training the rest;
-        they are at least MIN_EVAL_INTERVAL steps apart (a few long evaluations in a short run)."""
+        they are at least MIN_EVAL_INTERVAL steps apart (a few long evaluations in a short run).
+        Already past the budget, the run stops at this step."""
         room = budget - elapsed - reserve
         evals = min(evals, int(EVAL_SHARE * room / eval_seconds)) if eval_seconds > 0 and room > 0 else evals
         evals = max(evals, 1)
-        steps = max(1, int((room - evals * eval_seconds) / step_seconds)) if room > 0 else 1
+        # No room for another step and its evaluation: the run ends here, the timed evaluation its last.
+        steps = max(0, int((room - evals * eval_seconds) / step_seconds)) if room > 0 else 0
         self.total = min(self.planned, step + steps)
         self.eval_every = max(min(MIN_EVAL_INTERVAL, self.total - step), (self.total - step) // evals, 1)
         evals = max(1, (self.total - step) // self.eval_every)

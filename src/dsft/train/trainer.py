@@ -348,6 +348,7 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
                 line["best"] = True
         eval_clock[1] = time.perf_counter() - t0
         eval_clock[0] += eval_clock[1]
+        line["eval_seconds"] = round(eval_clock[1], 2)  # what the budget is spending on evaluations
 
     try:
         while step < schedule.total:
