@@ -308,7 +308,7 @@ def test_presets_report_what_they_changed_and_refuse_dead_config(tiny_model):
     base = {"model.name_or_path": str(tiny_model), "data.train": ["x"], "output.dir": "o"}
     cfg = load(None, {**base, "training.epochs": 5})
     assert cfg.preset_report == ("the tiny model's preset (random init: a full finetune): method full, "
-                                 "learning_rate 0.002, batch_size 8, warmup_ratio 0.03, weight_decay 0, "
+                                 "learning_rate 0.002, batch_size 2, warmup_ratio 0.03, weight_decay 0, "
                                  "time_budget 600, eval_tool_sample 48, max_length 4096, copy_augment 1")
     assert cfg.training.epochs == 5 and cfg.preset_warnings == []
     with pytest.raises(UserError, match="--preset tool-use sets LoRA's rank and alpha, but this run is not a LoRA"):
