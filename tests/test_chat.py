@@ -133,22 +133,24 @@ def test_cli_chat_render_and_model_tiny(tmp_path, tiny_model):
     run_dsft("model", "tiny", "--arch", "gpt2", check=2)
 
 
-def test_training_template_choice(tiny_tokenizer):
+def test_the_format_is_told_and_recorded(tiny_tokenizer):
+    """The tiny model records its family; a tokenizer with DeepSeek's chat tokens and no record speaks
+    V3's layout; one with neither is refused with the families listed."""
     import copy
 
-    from dsft.chat.template import training_template
+    from dsft.chat.detect import detect, of
     from dsft.errors import UserError
 
-    tpl, why = training_template(tiny_tokenizer)
-    assert "generation" in tpl and "own" in why
+    assert of(tiny_tokenizer)[0].name == "deepseek_v3" and tiny_tokenizer.init_kwargs["chat_family"] == "deepseek_v3"
     tok = copy.deepcopy(tiny_tokenizer)
+    tok.init_kwargs.pop("chat_family")
     tok.chat_template = "{% for m in messages %}{{ m.content }}{% endfor %}"
-    tpl, why = training_template(tok)  # DeepSeek tokens in the vocab: the shipped variant
-    assert "<｜tool▁calls▁begin｜>" in tpl and "variant" in why
-    from transformers import PreTrainedTokenizerFast
+    assert detect(tok).name == "deepseek_v3"
+    assert detect(tok, override="deepseek_v31").name == "deepseek_v31"
     from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
 
     plain = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]")))
     plain.chat_template = tok.chat_template
-    with pytest.raises(UserError, match="no {% generation %} markers"):
-        training_template(plain, "some/model")
+    with pytest.raises(UserError, match="cannot tell which DeepSeek chat format some/model speaks"):
+        detect(plain, "some/model")

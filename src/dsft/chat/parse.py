@@ -26,6 +26,18 @@ class ParsedTurn:
     tool_calls: list[ToolCall] = field(default_factory=list)
     ok: bool = True
     error: str = ""
+    reasoning: str | None = None
+
+
+def split_reasoning(text: str) -> tuple[str | None, str]:
+    """(reasoning, the rest) of a generated turn of a reasoning family. Its prompt ends inside an
+    open `<think>` when thinking, so the text reads `REASONING</think>ANSWER` (it may repeat the
+    `<think>` itself); no `</think>` means no reasoning."""
+    body = text[len("<think>"):] if text.startswith("<think>") else text
+    if "</think>" not in body:
+        return None, text
+    reasoning, _, rest = body.partition("</think>")
+    return reasoning.strip("\n") or None, rest.lstrip("\n")
 
 
 def parse_assistant(text: str, id_prefix: str = "call_") -> ParsedTurn:

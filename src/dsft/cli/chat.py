@@ -18,8 +18,12 @@ console = Console()
 def render(file: Path = typer.Argument(..., help="Data file in any layout dsft reads."),
            model: str = typer.Option(..., "--model", help="Model folder or id whose tokenizer renders."),
            limit: int = typer.Option(1, "--limit", "-n", help="How many examples to show."),
-           max_length: int = typer.Option(None, "--max-length", help="Truncate like training would.")) -> None:
-    """Show examples as rendered for training, trained tokens marked «like this»."""
+           max_length: int = typer.Option(None, "--max-length", help="Truncate like training would."),
+           family: str = typer.Option(None, "--family", help="Render in this DeepSeek format (default: the model's)."),
+           thinking: bool = typer.Option(None, "--thinking/--no-thinking", help="Thinking mode (V3.1, V3.2, V4).")) -> None:
+    """Show examples exactly as training renders them (dsft's encoder), trained tokens marked «like this»."""
+    from dsft.chat.detect import detect, of, record
+    from dsft.chat.encoder import Options as RenderOptions
     from dsft.chat.render import RenderError, show
     from dsft.chat.render import render as run
     from dsft.data.pipeline import Options, Scanner
@@ -27,6 +31,11 @@ def render(file: Path = typer.Argument(..., help="Data file in any layout dsft r
     from dsft.model.load import load_tokenizer
 
     tokenizer = load_tokenizer(model)
+    chosen, opts = of(tokenizer) if family is None else (detect(tokenizer, model, family), RenderOptions())
+    if thinking is not None or family is not None:
+        think = chosen.thinking_default if thinking is None else thinking
+        record(tokenizer, chosen, RenderOptions(thinking=think, reasoning_turns=opts.reasoning_turns))
+    console.print(f"format: {chosen.name} ({chosen.generations})", highlight=False)
     shown = 0
     for row in Scanner(Options()).scan(read_records(discover([file]))):
         if shown >= limit:

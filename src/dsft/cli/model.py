@@ -24,13 +24,17 @@ def tiny(out: Path = typer.Option(None, "--out", help="Folder to write (default:
          vocab_size: int = typer.Option(8192, "--vocab-size", min=600, max=131072),
          tied: bool = typer.Option(True, "--tied/--untied",
                                    help="Share the input embedding with the output layer (lets it copy unseen values)."),
+         family: str = typer.Option("deepseek_v3", "--family",
+                                    help="The DeepSeek chat format it speaks (docs/formats.md)."),
          force: bool = typer.Option(False, "--force", help="Replace --out if it exists.")) -> None:
     """A tiny random-init model of the real architecture with a DeepSeek tokenizer built here (no hub)."""
+    from dsft.chat.families import get
     from dsft.home import dsft_home
     from dsft.model.tiny import ARCHS, TinySpec, build
 
     if arch not in ARCHS:
         raise UserError(f"--arch {arch!r} is unknown", f"use one of: {', '.join(ARCHS)}")
+    get(family)  # an unknown family is a UserError listing them, before anything is written
     out = out or dsft_home() / "models" / f"tiny-{arch}"
     if out.exists() and any(out.iterdir()) and not force:
         raise UserError(f"{out} already exists", "pass --force to rebuild it, or choose another --out")
@@ -38,6 +42,7 @@ def tiny(out: Path = typer.Option(None, "--out", help="Folder to write (default:
         if not f.exists():
             raise UserError(f"--corpus {f} does not exist", "give the training files to fit the tokenizer to")
     path = build(out, TinySpec(arch=arch, seed=seed, vocab_size=vocab_size,
-                               corpus=tuple(str(f) for f in corpus or ()), tied=tied))
+                               corpus=tuple(str(f) for f in corpus or ()), tied=tied,
+                               family=family))
     tokenizer = "fitted to " + ", ".join(map(str, corpus)) if corpus else "cut from DeepSeek's vocabulary"
-    console.print(f"tiny {arch} model (seed {seed}, {vocab_size} tokens, {tokenizer}) -> {path}")
+    console.print(f"tiny {arch} model (seed {seed}, {vocab_size} tokens, {tokenizer}, {family} format) -> {path}")

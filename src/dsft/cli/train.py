@@ -35,6 +35,10 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags
           copy_augment: Optional[float] = typer.Option(None, "--copy-augment",
                                                        help="Variants per tool-use row with argument values "
                                                             "resampled in the same shape (0 = off)."),
+          chat_family: Optional[str] = typer.Option(None, "--chat-family",
+                                                    help="The DeepSeek format to train in (default: told from the model)."),
+          thinking: Optional[bool] = typer.Option(None, "--thinking/--no-thinking",
+                                                  help="Thinking mode for V3.1, V3.2 and V4."),
           resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder from its last checkpoint.")) -> None:
     """Train an adapter (or a full finetune) from flags alone or a config file."""
     from dsft.train import config as cfgmod
@@ -46,6 +50,7 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags
              "output.dir": out, "method": method, "training.epochs": epochs, "training.learning_rate": lr,
              "training.batch_size": batch_size, "data.max_length": max_length, "training.seed": seed,
              "rank_preset": preset, "training.save_every": save_every, "data.copy_augment": copy_augment,
+             "chat.family": chat_family, "chat.thinking": thinking,
              "training.time_budget": None if time_budget is None or no_budget else parse_duration(time_budget)}
     flags = {k: v for k, v in flags.items() if v not in (None, [])}
     if no_budget:

@@ -49,6 +49,8 @@ CODES: dict[str, Code] = {c.code: c for c in (
     Code("unknown_role", _E, "message has a role dsft does not know", "use system, user, assistant or tool"),
     Code("unsupported_content", _E, "message content is not text", "dsft trains text models: keep only text parts"),
     Code("missing_content", _E, "message has no content and no tool calls", "give the message content"),
+    Code("reasoning_unclosed", _E, "assistant content opens <think> and never closes it",
+         "close the reasoning with </think> before the answer, or move it to reasoning_content"),
     Code("no_assistant_turn", _E, "nothing to learn: no assistant turn with weight 1",
          "add an assistant reply, or set weight 1 on one"),
     # Tools.

@@ -100,6 +100,8 @@ class Conversation(BaseModel):
             for key in ("tool_call_id", "name", "weight"):
                 if getattr(m, key) is not None:
                     out[key] = getattr(m, key)
+            if m.reasoning is not None:
+                out["reasoning_content"] = m.reasoning  # DeepSeek's and OpenAI-compatible servers' name
             messages.append(out)
         row: dict[str, Any] = {"messages": messages}
         if self.tools:

@@ -98,6 +98,9 @@ def _chat(record: dict[str, Any], err: Err, tools_fn) -> dict | None:
     out: list[dict] = []
     legacy_pending: dict[str, list[str]] = {}  # name -> ids of legacy function_call turns
     for i, m in enumerate(msgs):
+        if type(m) is dict and m.get("role") == "assistant" and isinstance(m.get("content"), str) \
+                and m["content"].lstrip().startswith("<think>"):
+            m = _reasoning_from_content(m, i, err)
         if type(m) is dict and _PLAIN_KEYS.issuperset(m) and m.get("role") in ROLES and type(m.get("content")) is str:
             out.append(m)  # already canonical: the common case, passed through as is
             continue
@@ -144,6 +147,20 @@ def _chat(record: dict[str, Any], err: Err, tools_fn) -> dict | None:
     if record.get("parallel_tool_calls") is not None:
         conv["parallel_tool_calls"] = record["parallel_tool_calls"]
     return conv
+
+
+def _reasoning_from_content(m: dict, i: int, err: Err) -> dict:
+    """`<think>REASONING</think>ANSWER` written in an assistant's content (R1's raw output) becomes
+    reasoning_content + content, so each format renders (and drops or trains) it by its own rule."""
+    text = m["content"].lstrip()[len("<think>"):]
+    if "</think>" not in text:
+        err("reasoning_unclosed", f"messages[{i}].content opens <think> and never closes it")
+        return m
+    reasoning, _, answer = text.partition("</think>")
+    out = {**m, "content": answer.lstrip("\n")}
+    if not (m.get("reasoning_content") or m.get("reasoning")):
+        out["reasoning_content"] = reasoning.strip("\n")
+    return out
 
 
 def _content(value: Any, where: str, err: Err) -> Any:

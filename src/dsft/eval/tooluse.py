@@ -1,6 +1,6 @@
 """Tool-use evaluation: generate the next assistant turn greedily and compare it with the reference.
 
-Prompts come from `render_prompt` and generations are read by `parse_assistant`: the same
+Prompts come from `render_prompt` and generations are read by the family's parser: the same
 renderer and parser as training and serving. The example's first trained assistant turn is the
 one scored; everything before it is the prompt.
 
@@ -80,8 +80,8 @@ def cases(convs: list[Conversation]) -> list[Case]:
     return out
 
 
-def score_one(generated: str, case: Case, scores: Scores) -> None:
-    parsed = parse_assistant(generated)
+def score_one(generated: str, case: Case, scores: Scores, parse=parse_assistant) -> None:
+    parsed = parse(generated)
     scores.add(case, parsed.tool_calls, parsed.ok, parsed.content, generated)
 
 
@@ -133,10 +133,13 @@ def evaluate(model, tokenizer, convs: list[Conversation], max_new_tokens: int | 
     chosen = cases(convs)
     if max_new_tokens is None:
         max_new_tokens = room_for_answers(convs, tokenizer)
+    from dsft.chat.detect import of
+
+    family = of(tokenizer)[0]  # generations are read in the format the prompts were written in
     prompts = [render_prompt(c.prompt, tokenizer) for c in chosen]
     scores = Scores()
     for text, case in zip(generate(model, tokenizer, prompts, max_new_tokens, batch_size), chosen):
-        score_one(text, case, scores)
+        score_one(text, case, scores, family.parse)
     if perplexity_too:
         scores.extra["perplexity"] = perplexity(model, tokenizer, convs, batch_size)
     coded = [(case, prompt) for case, prompt in zip(chosen, prompts) if case.prompt.metadata.get("tests")]

@@ -50,6 +50,7 @@ class TinySpec:
     # token's embedding forward scores that same token highest. Untied, every output row the training
     # data never targets is only ever pushed down, and an unseen value cannot be copied at all.
     tied: bool = True
+    family: str = "deepseek_v3"  # the DeepSeek chat format it speaks (docs/formats.md)
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -133,7 +134,10 @@ def build_tokenizer(spec: TinySpec):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    specials = [BOS, EOS, PAD, *CHAT_TOKENS]
+    from dsft.chat.families import get
+
+    family = get(spec.family)
+    specials = [BOS, EOS, PAD, *CHAT_TOKENS, *family.special_tokens]
     split = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(PRETOKEN), "isolated"),
                                      pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     if spec.corpus:
@@ -148,9 +152,15 @@ def build_tokenizer(spec: TinySpec):
         tok.pre_tokenizer = split
         tok.add_special_tokens(specials)
     tok.decoder = decoders.ByteLevel()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
-                                   additional_special_tokens=CHAT_TOKENS, model_max_length=spec.max_positions)
-    fast.chat_template = load_template("deepseek_v3")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=family.eos, pad_token=PAD,
+                                   additional_special_tokens=[*CHAT_TOKENS, *family.special_tokens],
+                                   model_max_length=spec.max_positions)
+    from dsft.chat.detect import record
+    from dsft.chat.encoder import Options
+
+    record(fast, family, Options(thinking=family.thinking_default))
+    if family.name == "deepseek_v3":  # the others have no dsft template yet: dsft's encoder renders them
+        fast.chat_template = load_template("deepseek_v3")
     return fast
 
 
@@ -192,7 +202,7 @@ def build(out: Path, spec: TinySpec = TinySpec()) -> Path:
     torch.manual_seed(spec.seed)
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.config.dsft_tiny = {"arch": spec.arch, "seed": spec.seed,
+    model.config.dsft_tiny = {"arch": spec.arch, "seed": spec.seed, "family": spec.family,
                               "tokenizer": "corpus" if spec.corpus else "deepseek-merges"}  # lets `dsft train` pick the tiny preset
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from dsft import __version__
 from dsft.api.safety import install_key_check
+from dsft.chat.detect import of
 from dsft.serve import chat_api
 from dsft.serve.backend import Backend
 from dsft.serve.backend import Request as GenRequest
@@ -251,12 +252,13 @@ def create_app(backend: Backend, refs: list[str], target: str = "prod", poll: fl
                              code="model_not_found")
         try:
             tokenizer = backend.tokenizer(variant.key)
+            family = of(tokenizer)[0]  # the format the model was trained in, recorded with its tokenizer
             prompt, prefix = chat_api.prompt_ids(req, tokenizer)
         except chat_api.BadRequest as e:
             return oai_error(400, str(e))
         except KeyError:
             return oai_error(503, f"{variant.key} is not loaded yet", "server_error")
-        gen_req = GenRequest(variant.key, prompt, chat_api.sampling(req))
+        gen_req = GenRequest(variant.key, prompt, chat_api.sampling(req, family))
         headers = {"x-dsft-variant": variant.name, "x-dsft-version": variant.key}
         gw.inflight[variant.key] += 1
         if not req.stream:
@@ -267,11 +269,11 @@ def create_app(backend: Backend, refs: list[str], target: str = "prod", poll: fl
                 gw.record(route, variant, False, time.perf_counter() - started, len(prompt), 0)
                 return oai_error(500, f"generation failed: {type(e).__name__}: {e}", "server_error")
             gw.inflight[variant.key] -= 1
-            body = chat_api.completion(req, req.model, gen, prefix)
+            body = chat_api.completion(req, req.model, gen, prefix, family)
             gw.record(route, variant, True, time.perf_counter() - started, gen.prompt_tokens, gen.completion_tokens)
             return JSONResponse(body, headers=headers)
 
-        shaper = chat_api.StreamShaper(req, req.model, prefix)
+        shaper = chat_api.StreamShaper(req, req.model, prefix, family)
 
         async def events():
             ok, gen = False, None

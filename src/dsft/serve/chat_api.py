@@ -16,10 +16,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dsft.chat.parse import parse_assistant
+from dsft.chat.encoder import Family
+from dsft.chat.families import FAMILIES
 from dsft.serve.backend import Generation, Sampling
 
-CALLS_BEGIN, CALL_BEGIN, SEP = "<｜tool▁calls▁begin｜>", "<｜tool▁call▁begin｜>", "<｜tool▁sep｜>"
+V3 = FAMILIES["deepseek_v3"]
 
 
 class ChatRequest(BaseModel):
@@ -46,11 +47,11 @@ class BadRequest(ValueError):
     pass
 
 
-def sampling(req: ChatRequest) -> Sampling:
+def sampling(req: ChatRequest, family: Family = V3) -> Sampling:
     return Sampling(max_tokens=req.max_completion_tokens or req.max_tokens or 256,
                     temperature=req.temperature if req.temperature is not None else 0.0,
                     top_p=req.top_p if req.top_p is not None else 1.0, seed=req.seed,
-                    stop_at_tool_call=_no_calls(req), must_start_with=name_constraint(req))
+                    stop_at_tool_call=_no_calls(req), must_start_with=name_constraint(req, family))
 
 
 def _no_calls(req: ChatRequest) -> bool:
@@ -58,7 +59,7 @@ def _no_calls(req: ChatRequest) -> bool:
     return req.tool_choice == "none" or not req.tools
 
 
-def forced_prefix(req: ChatRequest) -> str:
+def forced_prefix(req: ChatRequest, family: Family = V3) -> str:
     """Text the assistant turn is made to start with, for tool_choice required / a named function:
     the tool-call markers up to the function name (the name itself is a decoding constraint, see
     `name_constraint`: byte-level BPE merges the name with what follows it, so appending its
@@ -70,19 +71,23 @@ def forced_prefix(req: ChatRequest) -> str:
         name = (choice.get("function") or {}).get("name")
         if not name or name not in {(t.get("function") or t).get("name") for t in req.tools or []}:
             raise BadRequest(f"tool_choice names {name!r}, which is not among the request's tools")
+    if (choice == "required" or isinstance(choice, dict)) and not family.tools:
+        raise BadRequest(f"this model speaks the {family.name} format, which has no tool calls")
     if choice == "required" or isinstance(choice, dict):
-        return CALLS_BEGIN + CALL_BEGIN + "function" + SEP
+        return family.forced_call
     return ""
 
 
-def name_constraint(req: ChatRequest) -> str | None:
+def name_constraint(req: ChatRequest, family: Family = V3) -> str | None:
     if isinstance(req.tool_choice, dict):
-        return req.tool_choice["function"]["name"] + "\n"
+        return req.tool_choice["function"]["name"] + family.after_name
     return None
 
 
 def prompt_ids(req: ChatRequest, tokenizer) -> tuple[list[int], str]:
     """The prompt's token ids, ending with the forced assistant prefix (returned as text too)."""
+    from dsft.chat.detect import of
+    from dsft.chat.encoder import RenderError
     from dsft.chat.render import render_prompt
     from dsft.data.pipeline import to_conversation
 
@@ -95,8 +100,11 @@ def prompt_ids(req: ChatRequest, tokenizer) -> tuple[list[int], str]:
         conv = to_conversation(record, prompt=True)
     except ValueError as e:
         raise BadRequest(str(e)) from None
-    ids = render_prompt(conv, tokenizer)
-    prefix = forced_prefix(req)
+    try:
+        ids = render_prompt(conv, tokenizer)
+    except RenderError as e:
+        raise BadRequest(str(e)) from None
+    prefix = forced_prefix(req, of(tokenizer)[0])
     if prefix:
         ids = ids + tokenizer.encode(prefix, add_special_tokens=False)
     return ids, prefix
@@ -109,25 +117,30 @@ def apply_stop(text: str, stop: str | list[str] | None) -> tuple[str, bool]:
     return text, False
 
 
-def message(text: str, req: ChatRequest) -> tuple[dict[str, Any], str]:
-    """The assistant message for generated `text` (forced prefix included) and its finish reason."""
-    from dsft.chat.parse import EOS
-
-    text = text.split(EOS, 1)[0]
-    turn = parse_assistant(text, id_prefix=f"call_{uuid.uuid4().hex[:8]}_")
+def message(text: str, req: ChatRequest, family: Family = V3) -> tuple[dict[str, Any], str]:
+    """The assistant message for generated `text` (forced prefix included) and its finish reason;
+    a reasoning family's thinking comes back as `reasoning_content`, as DeepSeek's API returns it."""
+    for stop in family.stops():
+        text = text.split(stop, 1)[0]
+    turn = family.parse(text)
+    extra = {"reasoning_content": turn.reasoning} if turn.reasoning else {}
     if turn.ok and turn.tool_calls and not _no_calls(req):
-        calls = [{"id": c.id, "type": "function",
+        prefix = f"call_{uuid.uuid4().hex[:8]}_"
+        calls = [{"id": prefix + c.id.rsplit("_", 1)[-1], "type": "function",
                   "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
                  for c in turn.tool_calls]
         content = (turn.content or "").strip() or None
-        return {"role": "assistant", "content": content, "tool_calls": calls}, "tool_calls"
-    content = text.split(CALLS_BEGIN, 1)[0] if _no_calls(req) else text
+        return {"role": "assistant", "content": content, **extra, "tool_calls": calls}, "tool_calls"
+    if turn.reasoning:
+        text = turn.content or ""
+    content = text.split(family.calls_open, 1)[0] if _no_calls(req) else text
     content, _ = apply_stop(content, req.stop)
-    return {"role": "assistant", "content": content}, "stop"
+    return {"role": "assistant", "content": content, **extra}, "stop"
 
 
-def completion(req: ChatRequest, model_name: str, gen: Generation, prefix: str) -> dict[str, Any]:
-    msg, reason = message(prefix + gen.text, req)
+def completion(req: ChatRequest, model_name: str, gen: Generation, prefix: str,
+               family: Family = V3) -> dict[str, Any]:
+    msg, reason = message(prefix + gen.text, req, family)
     if reason == "stop" and gen.finish_reason == "length":
         reason = "length"
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
@@ -149,24 +162,26 @@ class StreamShaper:
     """Turns text deltas into OpenAI chunks: content streams as it comes; from the first tool-call
     marker on, text is held and sent as `tool_calls` deltas (one per call) when the turn ends."""
 
-    def __init__(self, req: ChatRequest, model_name: str, prefix: str):
-        self.req, self.model, self.prefix = req, model_name, prefix
+    def __init__(self, req: ChatRequest, model_name: str, prefix: str, family: Family = V3):
+        self.req, self.model, self.prefix, self.family = req, model_name, prefix, family
         self.cid = f"chatcmpl-{uuid.uuid4().hex}"
-        self.text, self.sent, self.holding = prefix, 0, bool(prefix)
+        # A reasoning family's turn starts inside its thinking: it is held and sent at the end as
+        # `reasoning_content` beside the answer (dsft does not stream reasoning deltas yet).
+        self.text, self.sent, self.holding = prefix, 0, bool(prefix) or family.reasoning
 
     def first(self) -> dict[str, Any]:
         return chunk(self.cid, self.model, {"role": "assistant", "content": ""})
 
     def feed(self, delta: str) -> list[dict[str, Any]]:
-        from dsft.chat.parse import EOS
-
         self.text += delta
         if self.holding:
             return []
-        visible = self.text.split(EOS, 1)[0]
-        if CALLS_BEGIN in visible:
+        visible = self.text
+        for stop in self.family.stops():
+            visible = visible.split(stop, 1)[0]
+        if self.family.calls_open in visible:
             self.holding = True
-            visible = visible.split(CALLS_BEGIN, 1)[0]
+            visible = visible.split(self.family.calls_open, 1)[0]
         visible, stopped = apply_stop(visible, self.req.stop)
         safe = len(visible)
         if not self.holding and not stopped:  # keep back what might be the start of a marker or stop word
@@ -180,8 +195,10 @@ class StreamShaper:
         return out
 
     def finish(self, gen: Generation) -> list[dict[str, Any]]:
-        msg, reason = message(self.text, self.req)
+        msg, reason = message(self.text, self.req, self.family)
         out = []
+        if msg.get("reasoning_content"):
+            out.append(chunk(self.cid, self.model, {"reasoning_content": msg["reasoning_content"]}))
         if msg.get("tool_calls"):
             if msg.get("content") and self.sent == 0:
                 out.append(chunk(self.cid, self.model, {"content": msg["content"]}))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from dsft.errors import UserError
 
@@ -100,6 +100,25 @@ class TrainingConfig(_Strict):
                                 "off with gradient checkpointing and prefix tuning).")
 
 
+class ChatConfig(_Strict):
+    """Which DeepSeek format the run trains in (docs/formats.md); recorded with the run's tokenizer."""
+
+    family: str | None = Field(None, description="deepseek_llm, deepseek_coder, deepseek_v25, deepseek_v3, "
+                               "deepseek_v31, deepseek_r1, deepseek_v32 or deepseek_v4; empty = told from the model.")
+    thinking: bool = Field(False, description="Thinking mode for V3.1, V3.2 and V4 (R1 always thinks).")
+    reasoning_turns: Literal["last", "all"] = Field("last", description="Whose reasoning is rendered and trained: "
+                                                    "the reply after the last user turn (as DeepSeek's encoders do), or every turn's.")
+
+    @field_validator("family")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        from dsft.chat.families import FAMILIES
+
+        if value is not None and value not in FAMILIES:
+            raise ValueError(f"unknown chat family {value!r}; choose one of: {', '.join(FAMILIES)}")
+        return value
+
+
 class OutputConfig(_Strict):
     dir: str = Field(description="Run folder to create.")
 
@@ -114,6 +133,7 @@ class TrainConfig(_Strict):
     lora: LoraConfig = Field(default_factory=LoraConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     output: OutputConfig
+    chat: ChatConfig = Field(default_factory=ChatConfig)
     rank_preset: Literal["simple", "domain", "tool-use", "full-capability"] | None = Field(
         None, description="The guide's rank table (3.1.3); sets lora.r and lora.alpha unless given.")
     trainer_kwargs: dict[str, Any] = Field(default_factory=dict)

