@@ -47,7 +47,23 @@ def tokenizer_counter(name: str, trust_remote_code: bool = False) -> Counter:
     except UserError as e:
         raise UserError(e.message, f"{e.fix}, or drop --tokenizer to use the estimate") from None
 
+    from dsft.chat.detect import of
+    from dsft.chat.encoder import RenderError, encode, prompt_text
+
+    try:
+        family, opts = of(tok)
+    except UserError:
+        family = None
+
     def count(conv: Conversation) -> int:
+        if family is not None:  # what training renders, exactly
+            try:
+                return len(encode(conv, tok, family, opts).ids)
+            except RenderError:  # nothing to train on (a prompt): its text still has a length
+                try:
+                    return len(tok(prompt_text(conv, tok, family, opts), add_special_tokens=False)["input_ids"])
+                except RenderError:
+                    pass
         if tok.chat_template:
             messages, tools = template_inputs(conv)
             return len(tok.apply_chat_template(messages, tools=tools, tokenize=True, return_dict=True)["input_ids"])

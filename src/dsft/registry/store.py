@@ -64,16 +64,19 @@ def config_hash(config: dict[str, Any]) -> str:
 
 
 def template_hash(folder: Path) -> str | None:
-    """The chat template the model was trained with, as saved beside it."""
-    jinja = folder / "chat_template.jinja"
-    if jinja.exists():
-        return hashlib.sha256(jinja.read_bytes()).hexdigest()
+    """The chat format the model was trained in, as saved beside it: dsft's family and its options
+    (what training rendered with) and the template exports carry. Either changing changes it."""
     cfg = folder / "tokenizer_config.json"
-    if cfg.exists():
-        template = json.loads(cfg.read_text(encoding="utf-8")).get("chat_template")
-        if template:
-            return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
-    return None
+    saved = json.loads(cfg.read_text(encoding="utf-8")) if cfg.exists() else {}
+    jinja = folder / "chat_template.jinja"
+    template = jinja.read_text(encoding="utf-8") if jinja.exists() else saved.get("chat_template")
+    family = {k: saved[k] for k in ("chat_family", "chat_options") if k in saved}
+    if not template and not family:
+        return None
+    if not family:  # as hashed before dsft recorded families: registered versions keep their hash
+        return (hashlib.sha256(jinja.read_bytes()).hexdigest() if jinja.exists()
+                else hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest())
+    return hashlib.sha256(json.dumps({"template": template, **family}, sort_keys=True).encode()).hexdigest()
 
 
 def base_hash(base: str) -> str | None:

@@ -66,9 +66,12 @@ class VLLMBackend:
     def tokenizer(self, model: str):
         return self._tokenizers[model]
 
-    def argv(self, base: str, port: int, key: str, loras: dict[str, str], template: str | None) -> list[str]:
+    def argv(self, base: str, port: int, key: str, loras: dict[str, str], template: str | None,
+             parser: str | None = "deepseek_v3") -> list[str]:
+        """`parser`: vLLM's tool parser for the model's format (its family's; none for formats
+        without tool calls), so calls vLLM parses itself match what dsft trained."""
         args = [*self.command, "serve", base, "--host", "127.0.0.1", "--port", str(port), "--api-key", key,
-                "--enable-auto-tool-choice", "--tool-call-parser", "deepseek_v3",
+                *(["--enable-auto-tool-choice", "--tool-call-parser", parser] if parser else []),
                 "--gpu-memory-utilization", str(self.gpu_memory_utilization),
                 "--tensor-parallel-size", str(self.tensor_parallel)]
         if template:
@@ -85,13 +88,16 @@ class VLLMBackend:
 
         path = Path(folder)
         adapter_cfg = path / "adapter_config.json"
+        from dsft.chat.detect import of
+
         self._tokenizers[name] = AutoTokenizer.from_pretrained(folder)
+        parser = of(self._tokenizers[name])[0].tool_parser
         template = str(path / "chat_template.jinja") if (path / "chat_template.jinja").exists() else None
         if adapter_cfg.exists():
             base = json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
             engine = self._engines.get(base)
             if engine is None:
-                engine = await self._start(base, {name: folder}, template)
+                engine = await self._start(base, {name: folder}, template, parser)
             else:
                 r = await self._client.post(f"{engine.url}/v1/load_lora_adapter", headers=_auth(engine),
                                             json={"lora_name": name, "lora_path": folder})
@@ -100,18 +106,20 @@ class VLLMBackend:
             engine.models.add(name)
             self._served[name] = (engine, name)
         else:
-            engine = self._engines.get(folder) or await self._start(folder, {}, template)
+            engine = self._engines.get(folder) or await self._start(folder, {}, template, parser)
             engine.models.add(name)
             self._served[name] = (engine, folder)
 
-    async def _start(self, base: str, loras: dict[str, str], template: str | None) -> Engine:
+    async def _start(self, base: str, loras: dict[str, str], template: str | None,
+                     parser: str | None = "deepseek_v3") -> Engine:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         key = secrets.token_hex(16)
         env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"}
         try:
-            proc = subprocess.Popen(self.argv(base, port, key, loras, template), env=env, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(self.argv(base, port, key, loras, template, parser), env=env,
+                                    stdin=subprocess.DEVNULL)
         except FileNotFoundError:
             raise UserError(f"cannot start {self.command[0]!r}: vLLM is not installed",
                             "pip install vllm on a CUDA machine, or use --backend hf") from None

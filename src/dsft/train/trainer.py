@@ -453,7 +453,9 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
         "pad_fraction": result.pad_fraction, "seconds": round(seconds, 1), "tokens_per_s": round(result.tokens_per_s, 1),
         "data": counts, "skipped": skipped, "train_examples": len(train_ex), "validation_examples": len(val_ex),
         "augmented": p.augmented, "resumed": resume, "processes": world, "early_stopping": stopper.report(),
-        "kept": kept, "schedule": schedule.fitted}, indent=2), encoding="utf-8")
+        "kept": kept, "schedule": schedule.fitted,
+        "chat": {"family": tokenizer.init_kwargs.get("chat_family"), "options": tokenizer.init_kwargs.get("chat_options")},
+    }, indent=2), encoding="utf-8")
     from dsft.train.report import write_run_report
 
     write_run_report(out, cfg, result)
