@@ -295,22 +295,88 @@ def test_a_tiny_model_in_each_family_trains_evaluates_and_renders(tmp_path, fami
     assert read_jsonl(tmp_path / "r" / "metrics.jsonl")
 
 
-@pytest.mark.parametrize("shape", ["plain", "system", "multi_turn", "one_call", "parallel", "two_rounds",
-                                   "spaced_arguments"])
-def test_the_exported_v3_template_renders_as_the_encoder(tiny_tokenizer, shape):
-    """Exports carry chat/templates/deepseek_v3.jinja: what vLLM, llama.cpp or plain transformers
-    render from it (prompt and, through its generation markers, the trained tokens) is the encoder's."""
-    from dsft.chat.render import template_inputs
+@pytest.mark.parametrize("family", ["deepseek_v3", "deepseek_r1"])
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_dsfts_exported_templates_render_as_the_encoder(tok, family, shape):
+    """Exports carry chat/templates/FAMILY.jinja: what vLLM, llama.cpp or plain transformers render
+    from it (prompt and, through its generation markers, the trained tokens) is the encoder's."""
+    import copy
 
-    c = SHAPES[shape]
-    f = get("deepseek_v3")
+    from dsft.chat.render import template_inputs
+    from dsft.chat.template import load_template
+
+    c, f = SHAPES[shape], get(family)
+    if not _expressible(family, c):
+        return
+    t = copy.copy(tok)
+    t.chat_template = load_template(family)
     messages, tools = template_inputs(c)
-    out = tiny_tokenizer.apply_chat_template(messages, tools=tools, tokenize=True, return_dict=True,
-                                             return_assistant_tokens_mask=True)
-    r = encode(c, tiny_tokenizer, f)
+    out = t.apply_chat_template(messages, tools=tools, tokenize=True, return_dict=True,
+                                return_assistant_tokens_mask=True)
+    r = encode(c, t, f)
     assert (list(out["input_ids"]), list(out["assistant_masks"])) == (r.ids, r.mask)
     head = c.model_copy(update={"messages": c.messages[:-1]})
     messages, tools = template_inputs(head)
-    prompt = tiny_tokenizer.apply_chat_template(messages, tools=tools, tokenize=True, return_dict=True,
-                                                add_generation_prompt=True)["input_ids"]
-    assert list(prompt) == encode_prompt(head, tiny_tokenizer, f)
+    prompt = t.apply_chat_template(messages, tools=tools, tokenize=True, return_dict=True,
+                                   add_generation_prompt=True)["input_ids"]
+    assert list(prompt) == encode_prompt(head, t, f)
+
+
+def test_v4_reasoning_effort_max_prefixes_its_instruction(tok):
+    """vllm-project/vllm vllm/tokenizers/deepseek_v4_encoding.py @ 591f7b5eab1ab5be7e9a893926ebaa486974fea6:
+    in thinking mode with reasoning_effort "max", its instruction follows BOS, before the system text."""
+    from dsft.chat.families.dsml import REASONING_EFFORT_MAX
+
+    text = prompt_text(HISTORY, tok, get("deepseek_v4"), Options(thinking=True, reasoning_effort="max"))
+    assert text == (BOS + REASONING_EFFORT_MAX + "<｜User｜>1+1?<｜Assistant｜></think>2" + EOS
+                    + "<｜User｜>2+2?<｜Assistant｜><think>")
+    assert REASONING_EFFORT_MAX.startswith("Reasoning Effort: Absolute maximum with no shortcuts permitted.\n")
+    assert prompt_text(HISTORY, tok, get("deepseek_v4"), Options(reasoning_effort="max")).startswith(BOS + "<｜User｜>")
+
+
+def test_reasoning_turns_all_trains_every_turns_reasoning(tok):
+    c = conv({"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2", "reasoning": "easy"},
+             {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4", "reasoning": "also easy"})
+    for family in ("deepseek_r1", "deepseek_v32", "deepseek_v4"):
+        last = encode(c, tok, get(family), Options(thinking=True))
+        every = encode(c, tok, get(family), Options(thinking=True, reasoning_turns="all"))
+        trained = lambda r: tok.decode([i for i, m in zip(r.ids, r.mask) if m])  # noqa: E731
+        assert "easy" not in trained(last).replace("also easy", "") and "also easy" in trained(last), family
+        assert trained(every).count("easy") == 2, family
+
+
+def test_serving_returns_reasoning_and_calls_in_the_models_format():
+    """The OpenAI-compatible answer to a generation in each format: reasoning as reasoning_content
+    (DeepSeek's API field), DSML and V3.1 calls as tool_calls, a forced call in the family's markup."""
+    from dsft.serve import chat_api
+
+    req = chat_api.ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}],
+                               tools=[{"type": "function", "function": WEATHER}])
+    dsml = ('Let me look.</think>\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name="get_weather">\n<｜DSML｜parameter '
+            'name="location" string="true">Oslo</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>' + EOS)
+    msg, reason = chat_api.message(dsml, req, get("deepseek_v4"))
+    assert reason == "tool_calls" and msg["reasoning_content"] == "Let me look." and msg["content"] is None
+    assert json.loads(msg["tool_calls"][0]["function"]["arguments"]) == {"location": "Oslo"}
+    msg, reason = chat_api.message("thinking\n</think>\n\nHello!" + EOS, req, get("deepseek_r1"))
+    assert (msg["content"], msg["reasoning_content"], reason) == ("Hello!", "thinking", "stop")
+    v31 = '<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{"location": "Oslo"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>'
+    msg, reason = chat_api.message(v31 + EOS, req, get("deepseek_v31"))
+    assert reason == "tool_calls" and msg["tool_calls"][0]["function"]["name"] == "get_weather"
+    forced = chat_api.ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}], tool_choice="required",
+                                  tools=[{"type": "function", "function": WEATHER}])
+    assert chat_api.forced_prefix(forced, get("deepseek_v4")) == '\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name="'
+    assert chat_api.forced_prefix(forced, get("deepseek_v31")) == "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>"
+    with pytest.raises(chat_api.BadRequest, match="deepseek_coder format, which has no tool calls"):
+        chat_api.forced_prefix(forced, get("deepseek_coder"))
+
+
+def test_an_unknown_family_is_a_clear_error_everywhere(tmp_path):
+    from conftest import run_dsft
+
+    from dsft.errors import UserError
+    from dsft.train.config import load
+
+    with pytest.raises(UserError, match="chat.family: .*unknown chat family 'deepseek_v9'; choose one of: deepseek_llm"):
+        load(None, {"model.name_or_path": "x", "data.train": ["x"], "output.dir": "o", "chat.family": "deepseek_v9"})
+    proc = run_dsft("model", "tiny", "--family", "v9", "--out", tmp_path / "m", check=2)
+    assert "unknown chat family 'v9'" in proc.stderr and not (tmp_path / "m").exists()

@@ -159,8 +159,10 @@ def build_tokenizer(spec: TinySpec):
     from dsft.chat.encoder import Options
 
     record(fast, family, Options(thinking=family.thinking_default))
-    if family.name == "deepseek_v3":  # the others have no dsft template yet: dsft's encoder renders them
-        fast.chat_template = load_template("deepseek_v3")
+    from dsft.chat.template import TEMPLATES
+
+    if family.name in TEMPLATES:  # the others have no dsft template yet: dsft's encoder renders them
+        fast.chat_template = load_template(family.name)
     return fast
 
 

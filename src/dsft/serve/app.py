@@ -252,7 +252,7 @@ def create_app(backend: Backend, refs: list[str], target: str = "prod", poll: fl
                              code="model_not_found")
         try:
             tokenizer = backend.tokenizer(variant.key)
-            family = of(tokenizer)[0]  # the format the model was trained in, recorded with its tokenizer
+            family, opts = of(tokenizer)  # the format the model was trained in, recorded with its tokenizer
             prompt, prefix = chat_api.prompt_ids(req, tokenizer)
         except chat_api.BadRequest as e:
             return oai_error(400, str(e))
@@ -273,7 +273,7 @@ def create_app(backend: Backend, refs: list[str], target: str = "prod", poll: fl
             gw.record(route, variant, True, time.perf_counter() - started, gen.prompt_tokens, gen.completion_tokens)
             return JSONResponse(body, headers=headers)
 
-        shaper = chat_api.StreamShaper(req, req.model, prefix, family)
+        shaper = chat_api.StreamShaper(req, req.model, prefix, family, opts.thinking or family.thinking_default)
 
         async def events():
             ok, gen = False, None

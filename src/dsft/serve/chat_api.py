@@ -162,12 +162,13 @@ class StreamShaper:
     """Turns text deltas into OpenAI chunks: content streams as it comes; from the first tool-call
     marker on, text is held and sent as `tool_calls` deltas (one per call) when the turn ends."""
 
-    def __init__(self, req: ChatRequest, model_name: str, prefix: str, family: Family = V3):
+    def __init__(self, req: ChatRequest, model_name: str, prefix: str, family: Family = V3,
+                 thinking: bool = False):
         self.req, self.model, self.prefix, self.family = req, model_name, prefix, family
         self.cid = f"chatcmpl-{uuid.uuid4().hex}"
-        # A reasoning family's turn starts inside its thinking: it is held and sent at the end as
+        # A thinking turn starts inside its reasoning: it is held and sent at the end as
         # `reasoning_content` beside the answer (dsft does not stream reasoning deltas yet).
-        self.text, self.sent, self.holding = prefix, 0, bool(prefix) or family.reasoning
+        self.text, self.sent, self.holding = prefix, 0, bool(prefix) or (family.reasoning and thinking)
 
     def first(self) -> dict[str, Any]:
         return chunk(self.cid, self.model, {"role": "assistant", "content": ""})

@@ -109,6 +109,9 @@ class ChatConfig(_Strict):
     reasoning_turns: Literal["last", "all"] = Field("last", description="Whose reasoning is rendered and trained: "
                                                     "the reply after the last user turn (as DeepSeek's encoders do), or every turn's.")
 
+    reasoning_effort: Literal["max"] | None = Field(None, description="V4 in thinking mode: 'max' prefixes its "
+                                                    "reasoning-effort instruction, as DeepSeek's encoder does.")
+
     @field_validator("family")
     @classmethod
     def _known(cls, value: str | None) -> str | None:

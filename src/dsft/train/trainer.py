@@ -77,11 +77,11 @@ def load_model(cfg: TrainConfig):
 
     family = detect(tokenizer, name, cfg.chat.family)  # before the template below replaces the model's own
     record(tokenizer, family, Options(thinking=cfg.chat.thinking or family.thinking_default,
-                                      reasoning_turns=cfg.chat.reasoning_turns))
-    if family.name == "deepseek_v3":  # exports carry dsft's V3 template, which renders as the encoder does
-        from dsft.chat.template import load_template
+                                      reasoning_turns=cfg.chat.reasoning_turns, reasoning_effort=cfg.chat.reasoning_effort))
+    from dsft.chat.template import TEMPLATES, load_template
 
-        tokenizer.chat_template = load_template("deepseek_v3")
+    if family.name in TEMPLATES:  # exports carry dsft's template, which renders as the encoder does
+        tokenizer.chat_template = load_template(family.name)
     ensure_distinct_pad(tokenizer, name)
     return model, tokenizer
 
