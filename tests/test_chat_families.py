@@ -295,9 +295,10 @@ def test_a_tiny_model_in_each_family_trains_evaluates_and_renders(tmp_path, fami
     assert read_jsonl(tmp_path / "r" / "metrics.jsonl")
 
 
-@pytest.mark.parametrize("family", ["deepseek_v3", "deepseek_r1"])
+@pytest.mark.parametrize("family, thinking", [("deepseek_v3", False), ("deepseek_r1", True), ("deepseek_v31", False),
+                                              ("deepseek_v31", True)])
 @pytest.mark.parametrize("shape", sorted(SHAPES))
-def test_dsfts_exported_templates_render_as_the_encoder(tok, family, shape):
+def test_dsfts_exported_templates_render_as_the_encoder(tok, family, thinking, shape):
     """Exports carry chat/templates/FAMILY.jinja: what vLLM, llama.cpp or plain transformers render
     from it (prompt and, through its generation markers, the trained tokens) is the encoder's."""
     import copy
@@ -310,16 +311,17 @@ def test_dsfts_exported_templates_render_as_the_encoder(tok, family, shape):
         return
     t = copy.copy(tok)
     t.chat_template = load_template(family)
-    messages, tools = template_inputs(c)
+    opts, compact = Options(thinking=thinking), family != "deepseek_v31"  # V3.1 prints arguments as clients send them
+    messages, tools = template_inputs(c, compact)
     out = t.apply_chat_template(messages, tools=tools, tokenize=True, return_dict=True,
-                                return_assistant_tokens_mask=True)
-    r = encode(c, t, f)
+                                return_assistant_tokens_mask=True, thinking=thinking)
+    r = encode(c, t, f, opts)
     assert (list(out["input_ids"]), list(out["assistant_masks"])) == (r.ids, r.mask)
     head = c.model_copy(update={"messages": c.messages[:-1]})
-    messages, tools = template_inputs(head)
+    messages, tools = template_inputs(head, compact)
     prompt = t.apply_chat_template(messages, tools=tools, tokenize=True, return_dict=True,
-                                   add_generation_prompt=True)["input_ids"]
-    assert list(prompt) == encode_prompt(head, t, f)
+                                   add_generation_prompt=True, thinking=thinking)["input_ids"]
+    assert list(prompt) == encode_prompt(head, t, f, opts)
 
 
 def test_v4_reasoning_effort_max_prefixes_its_instruction(tok):

@@ -17,10 +17,10 @@ from dsft.data.conversation import Conversation
 __all__ = ["RenderError", "Rendered", "render", "render_prompt", "show", "template_inputs"]
 
 
-def template_inputs(conv: Conversation) -> tuple[list[dict], list[dict] | None]:
+def template_inputs(conv: Conversation, compact: bool = True) -> tuple[list[dict], list[dict] | None]:
     """Canonical conversation -> (messages, tools) for Jinja chat templates (exports, other tools):
-    the OpenAI form with compact arguments."""
-    row = conv.to_openai(compact=True)
+    the OpenAI form, arguments compact (V3's layout) or as clients send them (`compact=False`)."""
+    row = conv.to_openai(compact=compact)
     return row["messages"], row.get("tools")
 
 
