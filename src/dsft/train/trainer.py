@@ -419,9 +419,12 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
                 if progress:
                     progress(step, schedule.total, line)
             if budget is not None and schedule.fitted and eval_every and step % eval_every == 0 and step > timed_from[0]:
+                # The steps since the last fit predict the next ones: a machine that was busy for a while
+                # (another job) no longer makes the rest of the run plan for its slowest minutes.
                 trained_for = time.perf_counter() - timed_from[1] - (eval_clock[0] - timed_from[2])
                 schedule.refit(budget, time.perf_counter() - started, step, trained_for / (step - timed_from[0]),
                                eval_clock[1], reserve=eval_clock[1] + 5)
+                timed_from = (step, time.perf_counter(), eval_clock[0])
                 _broadcast_fit(acc, schedule)
                 if main:
                     schedule.save(out)
