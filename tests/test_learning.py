@@ -242,6 +242,8 @@ def test_a_refit_past_the_budget_stops_at_this_step():
     assert s.total == 20
     s.refit(40, 20, 20, 0.5, 1, reserve=6)  # back inside the budget: 14 s / 0.6 s per step
     assert s.total == 43
+    s.refit(40, 45, 25, 0.5, 1, reserve=6, at_eval=False)  # past it between evaluations: one more, evaluated, step
+    assert s.total == 26
 
 
 def test_best_keeper_puts_back_the_best_step(tmp_path):

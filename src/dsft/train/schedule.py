@@ -93,15 +93,17 @@ class Schedule:
         return self.fitted
 
     def refit(self, budget: float, elapsed: float, step: int, step_seconds: float, eval_seconds: float,
-              reserve: float) -> None:
-        """At an evaluation: fit the remaining steps again with the times measured so far (the first
-        steps and the first evaluation are poor predictors), keeping the evaluation interval."""
+              reserve: float, at_eval: bool = True) -> None:
+        """Fit the remaining steps again with the times measured lately (the first steps and the first
+        evaluation are poor predictors, and a machine's speed changes), keeping the evaluation interval."""
         if not self.fitted or not self.eval_every:
             return
         room = budget - elapsed - reserve
         per_step = step_seconds + eval_seconds / self.eval_every
-        # Past the budget: stop at this step (one more step at every evaluation would never end).
-        self.total = min(self.planned, step + max(1, int(room / per_step))) if room > 0 else min(self.planned, step)
+        # Past the budget: stop at this step if it was evaluated, else after the next, which will be
+        # (one more step at every evaluation would never end).
+        last = step if at_eval else step + 1
+        self.total = min(self.planned, step + max(1, int(room / per_step))) if room > 0 else min(self.planned, last)
         self.fitted.update({"total_steps": self.total, "step_seconds": round(step_seconds, 4),
                             "eval_seconds": round(eval_seconds, 3), "refitted_at_step": step})
 

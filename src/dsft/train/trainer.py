@@ -21,7 +21,7 @@ from dsft.errors import UserError
 from dsft.train.batching import Example, collate, length_grouped_batches, tokenize
 from dsft.train.config import TrainConfig
 from dsft.train.loss import loss_sum
-from dsft.train.schedule import CALIBRATION_STEPS, EPOCHS_FIT_SHARE, BestKeeper, Schedule, better
+from dsft.train.schedule import CALIBRATION_STEPS, EPOCHS_FIT_SHARE, MIN_EVAL_INTERVAL, BestKeeper, Schedule, better
 from dsft.train.methods import quantization_config, wrap
 
 
@@ -418,12 +418,16 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
                     sink.log(step, {k: v for k, v in line.items() if isinstance(v, float | int) and k != "step"})
                 if progress:
                     progress(step, schedule.total, line)
-            if budget is not None and schedule.fitted and eval_every and step % eval_every == 0 and step > timed_from[0]:
+            # Refit a few times per evaluation interval: a run that was slowed for a while (measured: a test
+            # suite beside it) otherwise ends minutes early, its last fit planned for the slow spell.
+            refit_every = max(MIN_EVAL_INTERVAL, (eval_every or 0) // 4)
+            if budget is not None and schedule.fitted and eval_every and step % refit_every == 0 \
+                    and step > timed_from[0] and step < schedule.total:
                 # The steps since the last fit predict the next ones: a machine that was busy for a while
                 # (another job) no longer makes the rest of the run plan for its slowest minutes.
                 trained_for = time.perf_counter() - timed_from[1] - (eval_clock[0] - timed_from[2])
                 schedule.refit(budget, time.perf_counter() - started, step, trained_for / (step - timed_from[0]),
-                               eval_clock[1], reserve=eval_clock[1] + 5)
+                               eval_clock[1], reserve=eval_clock[1] + 5, at_eval=step % eval_every == 0)
                 timed_from = (step, time.perf_counter(), eval_clock[0])
                 _broadcast_fit(acc, schedule)
                 if main:
