@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dsft.chat.parse import ParsedTurn
+from dsft.chat.parse import ParsedTurn, parse_assistant
 from dsft.errors import UserError
 
 if TYPE_CHECKING:
@@ -67,7 +67,8 @@ class Options:
 
 
 class Family:
-    """One DeepSeek generation's format. Subclasses implement `pieces` and `prompt_suffix`."""
+    """One DeepSeek generation's format. A subclass implements `pieces` (and `parse` when its
+    replies are not V3's layout); the class attributes say what the format can express."""
 
     name: str = ""
     generations: str = ""  # the models that speak it, for errors and docs
@@ -89,8 +90,6 @@ class Family:
         raise NotImplementedError
 
     def parse(self, text: str) -> ParsedTurn:
-        from dsft.chat.parse import parse_assistant
-
         return parse_assistant(text)
 
     def stops(self) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ Sources: `ggml-org/llama.cpp` `tests/test-chat-template.cpp` (commit
 from __future__ import annotations
 
 from dsft.chat.encoder import EOS, Family, Options, Piece
+from dsft.chat.parse import parse_assistant
 from dsft.data.conversation import Conversation
 
 EOT = "<|EOT|>"
@@ -39,9 +40,7 @@ class LLM(Family):
         return out
 
     def parse(self, text: str):
-        from dsft.chat.parse import parse_assistant
-
-        return parse_assistant(text[1:] if text.startswith(" ") else text)  # the space after "Assistant:"
+        return parse_assistant(text.removeprefix(" "))  # the space after "Assistant:"
 
 
 class Coder(Family):
@@ -68,6 +67,4 @@ class Coder(Family):
         return (EOT, EOS)
 
     def parse(self, text: str):
-        from dsft.chat.parse import parse_assistant
-
         return parse_assistant(text.split(EOT, 1)[0].removesuffix("\n"))  # the reply ends "\n<|EOT|>"

@@ -11,6 +11,8 @@ single call is never closed, `tools` are never rendered), `chat/templates/README
 
 from __future__ import annotations
 
+import json
+
 from dsft.chat.encoder import (
     ASSISTANT,
     END_THINK,
@@ -23,6 +25,7 @@ from dsft.chat.encoder import (
     function_json,
     shows_reasoning,
 )
+from dsft.chat.parse import parse_assistant, split_reasoning
 from dsft.data.conversation import Conversation, Message
 
 CALLS_BEGIN, CALLS_END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
@@ -56,8 +59,6 @@ class V3Layout(Family):
     def calls(self, m: Message) -> str:
         if not m.tool_calls:
             return ""
-        import json
-
         body = "\n".join(f"{CALL_BEGIN}function{SEP}{c.name}\n```json\n"
                          f"{json.dumps(c.arguments, ensure_ascii=False, separators=(',', ':'))}\n```{CALL_END}"
                          for c in m.tool_calls)
@@ -111,8 +112,6 @@ class R1(V3Layout):
     forced_call = END_THINK + "\n\n" + V3Layout.forced_call  # a call follows an empty thought
 
     def parse(self, text: str):
-        from dsft.chat.parse import parse_assistant, split_reasoning
-
         reasoning, rest = split_reasoning(text)
         turn = parse_assistant(rest)
         turn.reasoning = reasoning

@@ -11,6 +11,8 @@ uses (`TOOLS_BLOCK`, the model card's form).
 
 from __future__ import annotations
 
+import json
+
 from dsft.chat.encoder import (
     ASSISTANT,
     END_THINK,
@@ -33,6 +35,7 @@ from dsft.chat.families.v3 import (
     SEP,
     system_text,
 )
+from dsft.chat.parse import parse_assistant, split_reasoning
 from dsft.data.conversation import Conversation, Message
 
 TOOLS_BLOCK = (
@@ -45,8 +48,6 @@ TOOLS_BLOCK = (
 
 
 def tools_block(conv: Conversation) -> str:
-    import json
-
     listed = "".join(f"### {t.name}\nDescription: {t.description}\n\nParameters: "
                      f"{json.dumps(t.parameters, ensure_ascii=False)}\n" for t in conv.tools or ())
     return TOOLS_BLOCK.replace("{tools}", listed)
@@ -97,8 +98,6 @@ class V31(Family):
         return out
 
     def parse(self, text: str):
-        from dsft.chat.parse import parse_assistant, split_reasoning
-
         reasoning, rest = split_reasoning(text)
         turn = parse_assistant(rest)
         turn.reasoning = reasoning
