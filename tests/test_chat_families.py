@@ -382,3 +382,13 @@ def test_an_unknown_family_is_a_clear_error_everywhere(tmp_path):
         load(None, {"model.name_or_path": "x", "data.train": ["x"], "output.dir": "o", "chat.family": "deepseek_v9"})
     proc = run_dsft("model", "tiny", "--family", "v9", "--out", tmp_path / "m", check=2)
     assert "unknown chat family 'v9'" in proc.stderr and not (tmp_path / "m").exists()
+
+
+def test_the_ollama_modelfile_prompts_in_the_runs_format():
+    from dsft.deploy.export import modelfile
+
+    assert modelfile("m.gguf", "deepseek_r1").count('<｜Assistant｜><think>\n"""') == 1
+    v31 = modelfile("m.gguf", "deepseek_v31")
+    assert v31.startswith("FROM ./m.gguf") and '}}<｜Assistant｜></think>"""' in v31
+    assert "{{ .Content }}" in v31 and "{{{{" not in v31
+    assert modelfile("m.gguf", "deepseek_coder") is None

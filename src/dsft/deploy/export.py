@@ -198,17 +198,32 @@ def read_gguf(path: Path) -> dict[str, Any]:
 
 
 MODELFILE = '''FROM ./{gguf}
-# dsft's DeepSeek chat format: system text first, then <｜User｜>/<｜Assistant｜> turns, EOS after each reply.
+# dsft's {family} chat format (docs/formats.md), tools-free: system text first, then
+# <｜User｜>/<｜Assistant｜> turns, EOS after each reply.
 TEMPLATE """{{{{- if .System }}}}{{{{ .System }}}}{{{{ end }}}}
 {{{{- range .Messages }}}}
 {{{{- if eq .Role "user" }}}}<｜User｜>{{{{ .Content }}}}
-{{{{- else if eq .Role "assistant" }}}}<｜Assistant｜>{{{{ .Content }}}}<｜end▁of▁sentence｜>
+{{{{- else if eq .Role "assistant" }}}}{history}{{{{ .Content }}}}<｜end▁of▁sentence｜>
 {{{{- end }}}}
-{{{{- end }}}}<｜Assistant｜>"""
+{{{{- end }}}}{prompt}"""
 PARAMETER stop "<｜end▁of▁sentence｜>"
 PARAMETER stop "<｜User｜>"
 PARAMETER temperature 0
 '''
+# (opener of an earlier reply, generation prompt) per family with V3's tokens; the others have no Modelfile yet
+MODELFILE_TURNS = {"deepseek_v3": ("<｜Assistant｜>", "<｜Assistant｜>"), "deepseek_v25": ("<｜Assistant｜>", "<｜Assistant｜>"),
+                   "deepseek_r1": ("<｜Assistant｜>", "<｜Assistant｜><think>\n"),
+                   "deepseek_v31": ("<｜Assistant｜></think>", "<｜Assistant｜></think>"),
+                   "deepseek_v32": ("<｜Assistant｜></think>", "<｜Assistant｜></think>"),
+                   "deepseek_v4": ("<｜Assistant｜></think>", "<｜Assistant｜></think>")}
+
+
+def modelfile(gguf: str, family: str) -> str | None:
+    """Ollama's Modelfile for the run's format, or None where dsft has none (pre-V2.5 layouts)."""
+    if family not in MODELFILE_TURNS:
+        return None
+    history, prompt = MODELFILE_TURNS[family]
+    return MODELFILE.format(gguf=gguf, family=family, history=history, prompt=prompt)
 
 
 def export(ref: str, out: Path, merge_only: bool = True, fmt: str = "safetensors", quant: str | None = None) -> dict:
@@ -229,6 +244,11 @@ def export(ref: str, out: Path, merge_only: bool = True, fmt: str = "safetensors
             raise
         result["gguf"] = str(target)
         result["check"] = {k: v for k, v in read_gguf(target).items() if k != "tensor_names"}
-        (out / "Modelfile").write_text(MODELFILE.format(gguf=target.name), encoding="utf-8")
-        result["modelfile"] = str(out / "Modelfile")
+        saved = merged / "tokenizer_config.json"
+        family = json.loads(saved.read_text(encoding="utf-8")).get("chat_family", "deepseek_v3") if saved.exists() \
+            else "deepseek_v3"
+        text = modelfile(target.name, family)
+        if text is not None:
+            (out / "Modelfile").write_text(text, encoding="utf-8")
+            result["modelfile"] = str(out / "Modelfile")
     return result
