@@ -3,9 +3,9 @@
 The family is told, in order, by: an explicit choice (`chat.family`, `--chat-family`); the one a
 dsft run or tiny model recorded in its `tokenizer_config.json` (`chat_family`, so a served or
 evaluated run renders as it was trained); the model's own chat template (each generation's
-template has lines no other has); the model's name (V3.2 and V4 ship no template); DeepSeek's chat
-tokens in the vocabulary (V3's layout, dsft's default since its first version). A tokenizer none
-of these tells is an error that lists the families.
+template has lines no other has); the model's architecture and name (V3.2 and V4 ship no
+template); DeepSeek's chat tokens in the vocabulary (V3's layout, dsft's default since its first
+version). A tokenizer none of these tells is an error that lists the families.
 """
 
 from __future__ import annotations
@@ -33,7 +33,10 @@ _NAME_MARKS = (("v3.2", "deepseek_v32"), ("v3_2", "deepseek_v32"), ("v4", "deeps
                ("v2.5", "deepseek_v25"))
 
 
-def detect(tokenizer, name: str = "", override: str | None = None) -> Family:
+_MODEL_TYPES = {"deepseek_v32": "deepseek_v32", "deepseek_v4": "deepseek_v4"}  # shipped without templates
+
+
+def detect(tokenizer, name: str = "", override: str | None = None, model_type: str | None = None) -> Family:
     from dsft.chat.families import FAMILIES, get
 
     if override:
@@ -45,6 +48,8 @@ def detect(tokenizer, name: str = "", override: str | None = None) -> Family:
     for mark, family in _TEMPLATE_MARKS:
         if mark in template:
             return FAMILIES[family]
+    if model_type in _MODEL_TYPES:
+        return FAMILIES[_MODEL_TYPES[model_type]]
     lowered = (name or getattr(tokenizer, "name_or_path", "") or "").lower()
     if "deepseek" in lowered:
         for mark, family in _NAME_MARKS:

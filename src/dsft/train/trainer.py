@@ -75,7 +75,8 @@ def load_model(cfg: TrainConfig):
     from dsft.chat.detect import detect, record
     from dsft.chat.encoder import Options
 
-    family = detect(tokenizer, name, cfg.chat.family)  # before the template below replaces the model's own
+    # told before the template below replaces the model's own
+    family = detect(tokenizer, name, cfg.chat.family, getattr(model.config, "model_type", None))
     record(tokenizer, family, Options(thinking=cfg.chat.thinking or family.thinking_default,
                                       reasoning_turns=cfg.chat.reasoning_turns, reasoning_effort=cfg.chat.reasoning_effort))
     from dsft.chat.template import TEMPLATES, load_template
