@@ -392,3 +392,19 @@ def test_the_ollama_modelfile_prompts_in_the_runs_format():
     assert v31.startswith("FROM ./m.gguf") and '}}<｜Assistant｜></think>"""' in v31
     assert "{{ .Content }}" in v31 and "{{{{" not in v31
     assert modelfile("m.gguf", "deepseek_coder") is None
+
+
+def test_think_written_in_content_is_reasoning_and_follows_the_family_rule(tok):
+    """R1-style data (`<think>…</think>` in content) is read into reasoning when the data is read;
+    R1 then trains only the last reply's reasoning, as its template drops earlier turns'."""
+    from dsft.data.pipeline import to_conversation
+
+    c = to_conversation({"messages": [
+        {"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "<think>\nsmall sum\n</think>\n\n2"},
+        {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "<think>double two</think>4"}]})
+    assert [(m.reasoning, m.content) for m in c.messages[1::2]] == [("small sum", "2"), ("double two", "4")]
+    r = encode(c, tok, get("deepseek_r1"))
+    assert tok.decode(r.ids) == (BOS + "<｜User｜>1+1?<｜Assistant｜>2" + EOS + "<｜User｜>2+2?<｜Assistant｜><think>\n"
+                                 "double two\n</think>\n\n4" + EOS)
+    with pytest.raises(ValueError, match="reasoning_unclosed"):
+        to_conversation({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "<think>hm"}]})
