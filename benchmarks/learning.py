@@ -108,17 +108,25 @@ def fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def on_calls(metrics: dict | None, key: str = "tool_args_exact_match") -> float | None:
+    """`key` over the rows that need a call only: over all rows, a right "no call" counts as exact
+    arguments too, and 10 % such rows would read as 0.10 exact for a model that copies nothing."""
+    cats = {k: v for k, v in ((metrics or {}).get("by_category") or {}).items() if k != "no_call"}
+    n = sum(v["n"] for v in cats.values())
+    return sum(v["n"] * v[key] for v in cats.values()) / n if n else None
+
+
 def table(rows: list[dict]) -> str:
-    head = ["domain", "variant", "rows", "+aug", "steps", "train s", "names", "exact", "irrel", "para names", "para exact"]
+    head = ["domain", "variant", "rows", "+aug", "steps", "train s", "names", "exact", "exact (call rows)", "irrel",
+            "para names", "para exact (call rows)"]
     lines = []
     for r in rows:
         t, p = r.get("test") or {}, r.get("test_paraphrase") or {}
         label = r["domain"] + (" (in-domain)" if r["domain"] == DEMO else "")
         lines.append([label, r["variant"], fmt(r["train_rows"]), fmt(r.get("augmented_rows")), fmt(r.get("steps")),
                       f"{r.get('train_s') or r['train_wall_s']:.0f}" if not r["train_rc"] else "FAILED",
-                      fmt(t.get("tool_name_accuracy")), fmt(t.get("tool_args_exact_match")),
-                      fmt(t.get("irrelevance_accuracy")), fmt(p.get("tool_name_accuracy")),
-                      fmt(p.get("tool_args_exact_match"))])
+                      fmt(t.get("tool_name_accuracy")), fmt(t.get("tool_args_exact_match")), fmt(on_calls(t)),
+                      fmt(t.get("irrelevance_accuracy")), fmt(p.get("tool_name_accuracy")), fmt(on_calls(p))])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
     show = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
     return "\n".join([show(head), show(["-" * w for w in widths]), *map(show, lines)])
