@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dsft.chat.parse import ParsedTurn, parse_assistant
+from dsft.chat.parse import ParsedTurn, parse_assistant, split_reasoning
 from dsft.errors import UserError
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ class Options:
 
 
 class Family:
-    """One DeepSeek generation's format. A subclass implements `pieces` (and `parse` when its
+    """One DeepSeek generation's format. A subclass implements `pieces` (and `parse_reply` when its
     replies are not V3's layout); the class attributes say what the format can express."""
 
     name: str = ""
@@ -89,11 +89,27 @@ class Family:
         before the next assistant reply) instead of ending after the last message."""
         raise NotImplementedError
 
-    def parse(self, text: str) -> ParsedTurn:
-        return parse_assistant(text)
+    def parse(self, text: str, id_prefix: str = "call_") -> ParsedTurn:
+        """Generated text -> reasoning (for a family that has it), content and calls."""
+        if not self.reasoning:
+            return self.parse_reply(text, id_prefix)
+        reasoning, rest = split_reasoning(text.split(EOS, 1)[0])
+        turn = self.parse_reply(rest, id_prefix)
+        turn.reasoning = reasoning
+        return turn
+
+    def parse_reply(self, text: str, id_prefix: str) -> ParsedTurn:
+        """The reply after any reasoning: V3's tool-call layout unless the family has its own."""
+        return parse_assistant(text, id_prefix)
 
     def stops(self) -> tuple[str, ...]:
         return (self.eos,)
+
+    def until_stop(self, text: str) -> str:
+        """Generated text up to the first of the family's end-of-turn markers."""
+        for stop in self.stops():
+            text = text.split(stop, 1)[0]
+        return text
 
     def check(self, conv: Conversation, opts: Options) -> None:
         """Refuse what the family cannot express, naming the family (never render it wrong)."""

@@ -253,7 +253,7 @@ def create_app(backend: Backend, refs: list[str], target: str = "prod", poll: fl
         try:
             tokenizer = backend.tokenizer(variant.key)
             family, opts = of(tokenizer)  # the format the model was trained in, recorded with its tokenizer
-            prompt, prefix = chat_api.prompt_ids(req, tokenizer)
+            prompt, prefix = chat_api.prompt_ids(req, tokenizer, family)
         except chat_api.BadRequest as e:
             return oai_error(400, str(e))
         except KeyError:

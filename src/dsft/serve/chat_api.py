@@ -84,9 +84,9 @@ def name_constraint(req: ChatRequest, family: Family = V3) -> str | None:
     return None
 
 
-def prompt_ids(req: ChatRequest, tokenizer) -> tuple[list[int], str]:
-    """The prompt's token ids, ending with the forced assistant prefix (returned as text too)."""
-    from dsft.chat.detect import of
+def prompt_ids(req: ChatRequest, tokenizer, family: Family = V3) -> tuple[list[int], str]:
+    """The prompt's token ids, ending with the forced assistant prefix (returned as text too);
+    `family` is the one `tokenizer` speaks (the caller has told it already)."""
     from dsft.chat.encoder import RenderError
     from dsft.chat.render import render_prompt
     from dsft.data.pipeline import to_conversation
@@ -104,7 +104,7 @@ def prompt_ids(req: ChatRequest, tokenizer) -> tuple[list[int], str]:
         ids = render_prompt(conv, tokenizer)
     except RenderError as e:
         raise BadRequest(str(e)) from None
-    prefix = forced_prefix(req, of(tokenizer)[0])
+    prefix = forced_prefix(req, family)
     if prefix:
         ids = ids + tokenizer.encode(prefix, add_special_tokens=False)
     return ids, prefix
@@ -120,13 +120,11 @@ def apply_stop(text: str, stop: str | list[str] | None) -> tuple[str, bool]:
 def message(text: str, req: ChatRequest, family: Family = V3) -> tuple[dict[str, Any], str]:
     """The assistant message for generated `text` (forced prefix included) and its finish reason;
     a reasoning family's thinking comes back as `reasoning_content`, as DeepSeek's API returns it."""
-    for stop in family.stops():
-        text = text.split(stop, 1)[0]
-    turn = family.parse(text)
+    text = family.until_stop(text)
+    turn = family.parse(text, id_prefix=f"call_{uuid.uuid4().hex[:8]}_")
     extra = {"reasoning_content": turn.reasoning} if turn.reasoning else {}
     if turn.ok and turn.tool_calls and not _no_calls(req):
-        prefix = f"call_{uuid.uuid4().hex[:8]}_"
-        calls = [{"id": prefix + c.id.rsplit("_", 1)[-1], "type": "function",
+        calls = [{"id": c.id, "type": "function",
                   "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
                  for c in turn.tool_calls]
         content = (turn.content or "").strip() or None
@@ -177,9 +175,7 @@ class StreamShaper:
         self.text += delta
         if self.holding:
             return []
-        visible = self.text
-        for stop in self.family.stops():
-            visible = visible.split(stop, 1)[0]
+        visible = self.family.until_stop(self.text)
         if self.family.calls_open in visible:
             self.holding = True
             visible = visible.split(self.family.calls_open, 1)[0]

@@ -22,7 +22,8 @@ import re
 from typing import Any
 
 from dsft.chat.encoder import ASSISTANT, END_THINK, EOS, THINK, USER, Family, Options, Piece, last_user_index
-from dsft.chat.parse import ParsedTurn, split_reasoning
+from dsft.chat.families.v3 import system_text
+from dsft.chat.parse import ParsedTurn
 from dsft.data.conversation import Conversation, Message, ToolCall
 
 DSML = "｜DSML｜"
@@ -138,13 +139,11 @@ class _DSML(Family):
         self.forced_call = f'\n\n<{DSML}{self.block}>\n<{DSML}invoke name="'
 
     def system(self, conv: Conversation) -> str:
-        text = "\n\n".join(m.content or "" for m in conv.messages if m.role == "system")
-        if conv.tools:  # official: tools belong to the system message; without one, the block stands alone
-            text = text + ("\n\n" if text else "") + _fill(self.tools_template, conv)
-        return text
+        # official: tools belong to the system message; without one, the block stands alone
+        return system_text(conv, _fill(self.tools_template, conv) if conv.tools else "")
 
-    def parse(self, text: str) -> ParsedTurn:
-        return parse_dsml(text, self.block)
+    def parse_reply(self, text: str, id_prefix: str) -> ParsedTurn:
+        return parse_dsml(text, self.block, id_prefix)
 
 
 class V32(_DSML):
@@ -250,15 +249,14 @@ _PARAM = re.compile(rf'<{DSML}parameter name="(?P<name>[^"]*)" string="(?P<str>t
 
 
 def parse_dsml(text: str, block: str, id_prefix: str = "call_") -> ParsedTurn:
-    """Generated DSML -> content, reasoning and calls; a block that does not parse is a parse error
-    (never returned as if it were the answer's text)."""
+    """A generated reply (reasoning already split off) -> content and DSML calls; a block that does
+    not parse is a parse error (never returned as if it were the answer's text)."""
     text = text.split(EOS, 1)[0]
-    reasoning, text = split_reasoning(text)
     found = _BLOCK[block].search(text)
     if not found:
         if f"<{DSML}" in text:
-            return ParsedTurn(text or None, [], False, f"DSML markup outside a <{DSML}{block}> block", reasoning)
-        return ParsedTurn(text or None, [], True, "", reasoning)
+            return ParsedTurn(text or None, [], False, f"DSML markup outside a <{DSML}{block}> block")
+        return ParsedTurn(text or None, [], True, "")
     content = text[:found.start()] or None
     body = found.group("body")
     calls: list[ToolCall] = []
@@ -272,10 +270,10 @@ def parse_dsml(text: str, block: str, id_prefix: str = "call_") -> ParsedTurn:
                 args[p.group("name")] = json.loads(p.group("value"))
             except json.JSONDecodeError as e:
                 return ParsedTurn(content, calls, False, f"call {k} ({inv.group('name')}): parameter "
-                                  f"{p.group('name')} is not JSON: {e.msg}", reasoning)
+                                  f"{p.group('name')} is not JSON: {e.msg}")
         calls.append(ToolCall(id=f"{id_prefix}{k}", name=inv.group("name"), arguments=args))
     if not calls:
-        return ParsedTurn(content, [], False, "tool-call block holds no complete call", reasoning)
+        return ParsedTurn(content, [], False, "tool-call block holds no complete call")
     if not found.group("end"):
-        return ParsedTurn(content, calls, False, "tool-call block is not closed", reasoning)
-    return ParsedTurn(content, calls, True, "", reasoning)
+        return ParsedTurn(content, calls, False, "tool-call block is not closed")
+    return ParsedTurn(content, calls, True, "")

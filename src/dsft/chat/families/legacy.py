@@ -39,8 +39,8 @@ class LLM(Family):
             out.append(Piece("Assistant:"))
         return out
 
-    def parse(self, text: str):
-        return parse_assistant(text.removeprefix(" "))  # the space after "Assistant:"
+    def parse_reply(self, text: str, id_prefix: str):
+        return parse_assistant(text.removeprefix(" "), id_prefix)  # the space after "Assistant:"
 
 
 class Coder(Family):
@@ -66,5 +66,5 @@ class Coder(Family):
     def stops(self) -> tuple[str, ...]:
         return (EOT, EOS)
 
-    def parse(self, text: str):
-        return parse_assistant(text.split(EOT, 1)[0].removesuffix("\n"))  # the reply ends "\n<|EOT|>"
+    def parse_reply(self, text: str, id_prefix: str):
+        return parse_assistant(text.split(EOT, 1)[0].removesuffix("\n"), id_prefix)  # the reply ends "\n<|EOT|>"

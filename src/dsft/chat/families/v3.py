@@ -25,7 +25,6 @@ from dsft.chat.encoder import (
     function_json,
     shows_reasoning,
 )
-from dsft.chat.parse import parse_assistant, split_reasoning
 from dsft.data.conversation import Conversation, Message
 
 CALLS_BEGIN, CALLS_END = "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>"
@@ -35,9 +34,11 @@ OUTPUT_BEGIN, OUTPUT_END = "<｜tool▁output▁begin｜>", "<｜tool▁output�
 TOOLS_HEADER = "## Tools\nYou can call these functions:"  # dsft's: the official V3 template renders no tools
 
 
-def system_text(conv: Conversation, last_only: bool = False) -> str:
+def system_text(conv: Conversation, tools_block: str = "", last_only: bool = False) -> str:
+    """The system messages joined by a blank line, then the family's tools block (when it has tools)."""
     systems = [m.content or "" for m in conv.messages if m.role == "system"]
-    return "\n\n".join(systems[-1:] if last_only else systems)
+    text = "\n\n".join(systems[-1:] if last_only else systems)
+    return text + ("\n\n" if text and tools_block else "") + tools_block
 
 
 class V3Layout(Family):
@@ -50,11 +51,8 @@ class V3Layout(Family):
     think_prompt = ""  # R1: "<think>\n" after the generation prompt's <｜Assistant｜>
 
     def system(self, conv: Conversation) -> str:
-        text = system_text(conv, self.last_system_only)
-        if conv.tools:
-            block = "\n".join([TOOLS_HEADER, *(function_json(t, compact=True) for t in conv.tools)])
-            text = text + ("\n\n" if text else "") + block
-        return text
+        block = "\n".join([TOOLS_HEADER, *(function_json(t, compact=True) for t in conv.tools)]) if conv.tools else ""
+        return system_text(conv, block, self.last_system_only)
 
     def calls(self, m: Message) -> str:
         if not m.tool_calls:
@@ -110,9 +108,3 @@ class R1(V3Layout):
     thinking_default = True
     think_prompt = THINK + "\n"
     forced_call = END_THINK + "\n\n" + V3Layout.forced_call  # a call follows an empty thought
-
-    def parse(self, text: str):
-        reasoning, rest = split_reasoning(text)
-        turn = parse_assistant(rest)
-        turn.reasoning = reasoning
-        return turn

@@ -35,7 +35,6 @@ from dsft.chat.families.v3 import (
     SEP,
     system_text,
 )
-from dsft.chat.parse import parse_assistant, split_reasoning
 from dsft.data.conversation import Conversation, Message
 
 TOOLS_BLOCK = (
@@ -62,10 +61,7 @@ class V31(Family):
     after_name = SEP
 
     def system(self, conv: Conversation) -> str:
-        text = system_text(conv)
-        if conv.tools:
-            text = text + ("\n\n" if text else "") + tools_block(conv)
-        return text
+        return system_text(conv, tools_block(conv) if conv.tools else "")
 
     @staticmethod
     def calls(m: Message) -> str:
@@ -96,9 +92,3 @@ class V31(Family):
         if prompt and last == "user":
             out.append(Piece(ASSISTANT + (THINK if opts.thinking else END_THINK)))
         return out
-
-    def parse(self, text: str):
-        reasoning, rest = split_reasoning(text)
-        turn = parse_assistant(rest)
-        turn.reasoning = reasoning
-        return turn
