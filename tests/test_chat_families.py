@@ -167,6 +167,7 @@ def test_the_v32_encoders_published_pair_is_reproduced(tok):
 SHAPES = {
     "plain": conv(U1, A1),
     "system": conv(S, U1, A1),
+    "two_systems": conv(S, {"role": "system", "content": "Answer in one line."}, U1, A1),
     "multi_turn": conv(S, U1, A1, U2, {"role": "assistant", "content": "An assistant."}),
     "one_call": conv({"role": "user", "content": "Weather in Paris?"},
                      {"role": "assistant", "tool_calls": [call("get_weather", location="Paris")]}, tools=[WEATHER]),
@@ -295,7 +296,8 @@ def test_a_tiny_model_in_each_family_trains_evaluates_and_renders(tmp_path, fami
     assert read_jsonl(tmp_path / "r" / "metrics.jsonl")
 
 
-@pytest.mark.parametrize("family, thinking", [("deepseek_v3", False), ("deepseek_r1", True), ("deepseek_v31", False),
+@pytest.mark.parametrize("family, thinking", [("deepseek_llm", False), ("deepseek_coder", False), ("deepseek_v25", False),
+                                              ("deepseek_v3", False), ("deepseek_r1", True), ("deepseek_v31", False),
                                               ("deepseek_v31", True)])
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 def test_dsfts_exported_templates_render_as_the_encoder(tok, family, thinking, shape):

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+import yaml
 
 from conftest import run_dsft
 from dsft.errors import UserError
@@ -263,6 +264,24 @@ def test_export_script_runs_standalone(tmp_path, tiny_model):
     steps = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
     assert steps and all(math.isfinite(s["loss"]) for s in steps)
     assert (tmp_path / "script" / "out" / "adapter_config.json").exists()
+
+
+@pytest.mark.parametrize("family, refused", [("deepseek_v4", True), ("deepseek_v32", True), ("deepseek_coder", False)])
+def test_export_script_refuses_a_family_without_a_template(tmp_path, family, refused):
+    """V3.2 and V4 have no Jinja template to render the standalone script's data with."""
+    from dsft.errors import UserError
+    from dsft.train.export_script import export
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"model": {"name_or_path": "m"}, "data": {"train": ["d.jsonl"]},
+                                                     "output": {"dir": str(run)}, "method": "full"}))
+    (run / "run.json").write_text(json.dumps({"chat": {"family": family}}))
+    if refused:
+        with pytest.raises(UserError, match=f"speaks {family}, which has no Jinja chat template"):
+            export(run, tmp_path / "script")
+    else:
+        assert [p.name for p in export(run, tmp_path / "script")] == ["train.py", "requirements.txt"]
 
 
 def test_routed_experts_are_opt_in_and_checked(tiny_model):
