@@ -374,6 +374,38 @@ def test_serving_returns_reasoning_and_calls_in_the_models_format():
         chat_api.forced_prefix(forced, get("deepseek_coder"))
 
 
+@pytest.mark.parametrize("family, text, reasoning, content, calls", [
+    ("deepseek_r1", "\nFirst, greet.\n</think>\n\nHello!" + EOS, "First, greet.", "Hello!", 0),
+    ("deepseek_v31", "a < b, so yes.</think>Yes." + EOS, "a < b, so yes.", "Yes.", 0),
+    ("deepseek_v4", 'Let me look.</think>\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name="get_weather">\n'
+     '<｜DSML｜parameter name="location" string="true">Oslo</｜DSML｜parameter>\n</｜DSML｜invoke>\n'
+     '</｜DSML｜tool_calls>' + EOS, "Let me look.", None, 1),
+    ("deepseek_v32", "</think>Hi." + EOS, None, "Hi.", 0),
+])
+@pytest.mark.parametrize("step", [1, 5, 1000])
+def test_a_thinking_turn_streams_its_reasoning_as_deltas(family, text, reasoning, content, calls, step):
+    """Streamed in pieces of any size, reasoning arrives as reasoning_content deltas before the
+    answer, and each field's deltas add up to the non-streamed reply's."""
+    from dsft.serve import chat_api
+    from dsft.serve.backend import Generation
+
+    req = chat_api.ChatRequest(model="m", messages=[{"role": "user", "content": "hi"}],
+                               tools=[{"type": "function", "function": WEATHER}])
+    shaper = chat_api.StreamShaper(req, "m", "", get(family), thinking=True)
+    chunks = [c for k in range(0, len(text), step) for c in shaper.feed(text[k:k + step])]
+    chunks += shaper.finish(Generation(text=text, prompt_tokens=1, completion_tokens=1, finish_reason="stop"))
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    joined = lambda key: "".join(d.get(key) or "" for d in deltas) or None  # noqa: E731
+    assert (joined("reasoning_content"), joined("content")) == (reasoning, content)
+    assert sum(len(d.get("tool_calls") or ()) for d in deltas) == calls
+    kinds = [k for d in deltas for k in ("reasoning_content", "content") if d.get(k)]
+    assert kinds == sorted(kinds, key=lambda k: k != "reasoning_content"), "reasoning comes before the answer"
+    if reasoning and step == 1:
+        assert kinds.count("reasoning_content") > 1, "reasoning streamed as it came, not held to the end"
+    msg, _ = chat_api.message(text, req, get(family))
+    assert (msg.get("reasoning_content"), msg["content"]) == (reasoning, content)
+
+
 def test_an_unknown_family_is_a_clear_error_everywhere(tmp_path):
     from conftest import run_dsft
 

@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dsft.chat.encoder import Family
+from dsft.chat.encoder import END_THINK, THINK, Family
+from dsft.chat.parse import split_reasoning
 from dsft.chat.families import FAMILIES
 from dsft.serve.backend import Generation, Sampling
 
@@ -129,7 +130,7 @@ def message(text: str, req: ChatRequest, family: Family = V3) -> tuple[dict[str,
                  for c in turn.tool_calls]
         content = (turn.content or "").strip() or None
         return {"role": "assistant", "content": content, **extra, "tool_calls": calls}, "tool_calls"
-    if turn.reasoning:
+    if family.reasoning:  # the reply after any thought, even an empty one (`</think>Hi.`)
         text = turn.content or ""
     content = text.split(family.calls_open, 1)[0] if _no_calls(req) else text
     content, _ = apply_stop(content, req.stop)
@@ -157,25 +158,53 @@ def chunk(cid: str, model_name: str, delta: dict[str, Any], finish: str | None =
 
 
 class StreamShaper:
-    """Turns text deltas into OpenAI chunks: content streams as it comes; from the first tool-call
-    marker on, text is held and sent as `tool_calls` deltas (one per call) when the turn ends."""
+    """Turns text deltas into OpenAI chunks: a thinking turn's reasoning streams as
+    `reasoning_content` deltas until `</think>`, then content streams as it comes; from the first
+    tool-call marker on, text is held and sent as `tool_calls` deltas (one per call) when the turn
+    ends. The deltas of each field add up to the field of the non-streamed reply (a thought still
+    open when the turn ends is content there, and was streamed as reasoning here)."""
 
     def __init__(self, req: ChatRequest, model_name: str, prefix: str, family: Family = V3,
                  thinking: bool = False):
         self.req, self.model, self.prefix, self.family = req, model_name, prefix, family
         self.cid = f"chatcmpl-{uuid.uuid4().hex}"
-        # A thinking turn starts inside its reasoning: it is held and sent at the end as
-        # `reasoning_content` beside the answer (dsft does not stream reasoning deltas yet).
-        self.text, self.sent, self.holding = prefix, 0, bool(prefix) or (family.reasoning and thinking)
+        self.text, self.sent, self.holding = prefix, 0, bool(prefix)  # a forced call is held whole
+        self.in_reasoning = family.reasoning and thinking and not prefix  # the prompt ends inside <think>
+        self.reasoning_sent = ""
 
     def first(self) -> dict[str, Any]:
         return chunk(self.cid, self.model, {"role": "assistant", "content": ""})
+
+    def _reasoning(self) -> list[dict[str, Any]]:
+        """Reasoning so far, as `split_reasoning` will read it: leading and trailing newlines
+        dropped, a partial `</think>` kept back."""
+        body = self.family.until_stop(self.text)
+        head, closed, _ = body.removeprefix(THINK).partition(END_THINK)
+        shown = head.lstrip("\n")
+        if not closed:
+            tail = shown.rfind("<")
+            if tail >= 0 and len(shown) - tail < len(END_THINK):
+                shown = shown[:tail]
+        shown = shown.rstrip("\n")
+        out = []
+        if len(shown) > len(self.reasoning_sent) and shown.startswith(self.reasoning_sent):
+            out.append(chunk(self.cid, self.model, {"reasoning_content": shown[len(self.reasoning_sent):]}))
+            self.reasoning_sent = shown
+        self.in_reasoning = not closed and body == self.text  # an end token ends the reasoning too
+        return out
 
     def feed(self, delta: str) -> list[dict[str, Any]]:
         self.text += delta
         if self.holding:
             return []
+        out = []
+        if self.in_reasoning:
+            out += self._reasoning()
+            if self.in_reasoning:
+                return out
         visible = self.family.until_stop(self.text)
+        if self.family.reasoning:
+            visible = split_reasoning(visible)[1]
         if self.family.calls_open in visible:
             self.holding = True
             visible = visible.split(self.family.calls_open, 1)[0]
@@ -185,7 +214,6 @@ class StreamShaper:
             tail = visible.rfind("<")
             if tail >= 0 and len(visible) - tail < 24:
                 safe = tail
-        out = []
         if safe > self.sent:
             out.append(chunk(self.cid, self.model, {"content": visible[self.sent:safe]}))
             self.sent = safe
@@ -194,8 +222,9 @@ class StreamShaper:
     def finish(self, gen: Generation) -> list[dict[str, Any]]:
         msg, reason = message(self.text, self.req, self.family)
         out = []
-        if msg.get("reasoning_content"):
-            out.append(chunk(self.cid, self.model, {"reasoning_content": msg["reasoning_content"]}))
+        reasoning = msg.get("reasoning_content") or ""
+        if reasoning.startswith(self.reasoning_sent) and len(reasoning) > len(self.reasoning_sent):
+            out.append(chunk(self.cid, self.model, {"reasoning_content": reasoning[len(self.reasoning_sent):]}))
         if msg.get("tool_calls"):
             if msg.get("content") and self.sent == 0:
                 out.append(chunk(self.cid, self.model, {"content": msg["content"]}))
