@@ -406,6 +406,23 @@ def test_a_thinking_turn_streams_its_reasoning_as_deltas(family, text, reasoning
     assert (msg.get("reasoning_content"), msg["content"]) == (reasoning, content)
 
 
+@pytest.mark.parametrize("family, ids, strings", [
+    ("deepseek_v3", [128806], []), ("deepseek_v31", [128806], []), ("deepseek_r1", [128806], []),
+    ("deepseek_v32", [], ["<｜DSML｜function_calls>"]), ("deepseek_v4", [], ["<｜DSML｜tool_calls>"])])
+def test_tool_choice_none_stops_where_the_families_call_opens(tok, family, ids, strings):
+    """On the real vocabulary: V3's opener is one token (stopped by id); DSML's spans several
+    (stopped as a string), so a V3.2/V4 model told tool_choice "none" cannot start a call."""
+    import copy
+
+    from dsft.chat.detect import record
+    from dsft.serve.backend import tool_call_stop
+
+    t = copy.deepcopy(tok)
+    record(t, get(family), Options())
+    assert tool_call_stop(t) == (ids, strings)
+    assert tok.convert_ids_to_tokens(128806) == "<｜tool▁calls▁begin｜>"
+
+
 def test_an_unknown_family_is_a_clear_error_everywhere(tmp_path):
     from conftest import run_dsft
 

@@ -20,6 +20,17 @@ class Sampling:
         return (self.max_tokens, self.temperature, self.top_p, self.seed, self.stop_at_tool_call, self.must_start_with)
 
 
+def tool_call_stop(tokenizer) -> tuple[list[int], list[str]]:
+    """Where `stop_at_tool_call` ends a turn, in the served model's format: the id of its call
+    opener when that is one token (V3's `<｜tool▁calls▁begin｜>`, V3.1's), else the opener as a
+    stop string (V3.2's and V4's DSML `<｜DSML｜function_calls>` spans several tokens)."""
+    from dsft.chat.detect import of
+
+    opener = of(tokenizer)[0].calls_open
+    ids = tokenizer.encode(opener, add_special_tokens=False)
+    return (ids, []) if len(ids) == 1 else ([], [opener])
+
+
 @dataclass
 class Generation:
     text: str  # the continuation, special tokens kept (the parser needs them)

@@ -22,9 +22,8 @@ from typing import Any
 import torch
 
 from dsft.errors import UserError
-from dsft.serve.backend import Generation, Request
+from dsft.serve.backend import Generation, Request, tool_call_stop
 
-TOOL_CALLS_BEGIN = "<｜tool▁calls▁begin｜>"
 
 
 @dataclass
@@ -202,10 +201,13 @@ class HFBackend:
         for row, r in enumerate(requests):
             ids[row, width - len(r.prompt):] = torch.tensor(r.prompt)
             attention[row, width - len(r.prompt):] = 1
-        eos = [tok.eos_token_id]
+        eos, stop_strings = [tok.eos_token_id], []
         if s.stop_at_tool_call:
-            eos.append(tok.convert_tokens_to_ids(TOOL_CALLS_BEGIN))
+            stop_ids, stop_strings = tool_call_stop(tok)
+            eos += stop_ids
         kwargs: dict[str, Any] = {"max_new_tokens": s.max_tokens, "eos_token_id": eos, "pad_token_id": tok.pad_token_id}
+        if stop_strings:
+            kwargs.update(stop_strings=stop_strings, tokenizer=tok)
         if s.temperature > 0:
             kwargs.update(do_sample=True, temperature=s.temperature, top_p=s.top_p)
         else:
@@ -225,7 +227,10 @@ class HFBackend:
             stopped = bool(new) and new[-1] in eos
             if stopped and new[-1] != tok.eos_token_id:
                 new.pop()  # the tool-call marker that ended a tool_choice "none" turn is not part of it
-            results.append(Generation(tok.decode(new, skip_special_tokens=False), len(r.prompt), len(new),
+            text = tok.decode(new, skip_special_tokens=False)
+            for opener in stop_strings:  # a several-token call opener ended the turn: not part of it
+                stopped, text = stopped or opener in text, text.split(opener, 1)[0]
+            results.append(Generation(text, len(r.prompt), len(new),
                                       "stop" if stopped or len(new) < s.max_tokens else "length"))
         return results
 

@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 
 from dsft.errors import UserError
-from dsft.serve.backend import Generation, Request
+from dsft.serve.backend import Generation, Request, tool_call_stop
 
 
 @dataclass
@@ -142,10 +142,12 @@ class VLLMBackend:
         engine, model_id = self._served[request.model]
         s = request.sampling
         tok = self._tokenizers[request.model]
-        stop_ids = [tok.convert_tokens_to_ids("<｜tool▁calls▁begin｜>")] if s.stop_at_tool_call else []
+        stop_ids, stop = tool_call_stop(tok) if s.stop_at_tool_call else ([], [])
         body = {"model": model_id, "prompt": request.prompt, "max_tokens": s.max_tokens, "temperature": s.temperature,
                 "top_p": s.top_p, "skip_special_tokens": False, "spaces_between_special_tokens": False,
                 "stop_token_ids": stop_ids, "stream": stream}
+        if stop:
+            body["stop"] = stop
         if s.seed is not None:
             body["seed"] = s.seed
         if s.must_start_with:  # vLLM's guided decoding (documented extra parameter): start with the name
