@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 
-def learn_to_copy(arch: str, seconds: float, filler: int, span: int = 8, batch: int = 8, seed: int = 0) -> dict:
+def learn_to_copy(arch: str, seconds: float, filler: int, span: int = 8, batch: int = 8, seed: int = 0,
+                  override: dict | None = None) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -31,6 +32,8 @@ def learn_to_copy(arch: str, seconds: float, filler: int, span: int = 8, batch: 
     spec = TinySpec(arch=arch, seed=seed)
     with tempfile.TemporaryDirectory():
         config = build_config(spec, build_tokenizer(spec))
+    for key, value in (override or {}).items():  # e.g. {"qk_nope_head_dim": 32, "v_head_dim": 32}
+        setattr(config, key, value)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.0)
@@ -54,7 +57,7 @@ def learn_to_copy(arch: str, seconds: float, filler: int, span: int = 8, batch: 
                 reached[key] = step
         if reached["90%"]:
             break
-    return {"arch": arch, "steps": step, "seconds": round(time.perf_counter() - started, 1),
+    return {"arch": arch + (json.dumps(override, separators=(",", ":")) if override else ""), "steps": step, "seconds": round(time.perf_counter() - started, 1),
             "step_to_50%": reached["50%"], "step_to_90%": reached["90%"], "final_batch_accuracy": round(acc, 3)}
 
 
@@ -64,15 +67,21 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=90.0, help="per architecture")
     ap.add_argument("--filler", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--override", action="append", default=[], metavar="ARCH:JSON",
+                    help='one more row: ARCH with config fields changed, e.g. deepseek_v3:{"v_head_dim":32}')
     a = ap.parse_args()
     import torch
 
     torch.set_num_threads(a.threads)
-    rows = [learn_to_copy(arch, a.seconds, a.filler) for arch in a.archs.split(",")]
+    rows = [learn_to_copy(arch, a.seconds, a.filler, seed=a.seed) for arch in a.archs.split(",")]
+    for spec in a.override:
+        arch, _, fields = spec.partition(":")
+        rows.append(learn_to_copy(arch, a.seconds, a.filler, seed=a.seed, override=json.loads(fields)))
     first = rows[0]["step_to_50%"]
     for r in rows:
         ratio = f"x{r['step_to_50%'] / first:.2f}" if first and r["step_to_50%"] else "-"
-        print(f"{r['arch']:12} steps to 50 %: {r['step_to_50%'] or '-':>6}  to 90 %: {r['step_to_90%'] or '-':>6}  "
+        print(f"{r['arch']:40} steps to 50 %: {r['step_to_50%'] or '-':>6}  to 90 %: {r['step_to_90%'] or '-':>6}  "
               f"final {r['final_batch_accuracy']:.3f}  ({r['steps']} steps, {r['seconds']} s)  vs {rows[0]['arch']}: {ratio}")
     print(json.dumps(rows))
 
