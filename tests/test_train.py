@@ -284,6 +284,53 @@ def test_export_script_refuses_a_family_without_a_template(tmp_path, family, ref
         assert [p.name for p in export(run, tmp_path / "script")] == ["train.py", "requirements.txt"]
 
 
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, tiny_model):
+    """Issue 13: Ctrl-C ends `dsft train` after the current step with a checkpoint and the resume
+    command; --resume then finishes the run; a run killed before any checkpoint restarts in place."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from dsft.train import checkpoint
+
+    run_dsft("data", "generate", "-n", "120", "--seed", "4", "--out", tmp_path / "d.jsonl", check=0)
+    args = [sys.executable, "-m", "dsft", "train", "--model", str(tiny_model), "--train", str(tmp_path / "d.jsonl"),
+            "--epochs", "2", "--time-budget", "none"]
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+
+    def started(run, signum):
+        proc = subprocess.Popen([*args, "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (run / "metrics.jsonl").exists():
+            time.sleep(0.2)
+        while time.monotonic() < deadline and len((run / "metrics.jsonl").read_text().splitlines()) < 3:
+            time.sleep(0.2)
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=120)
+        return proc.returncode, out, err
+
+    rc, out, err = started(tmp_path / "run", signal.SIGINT)
+    assert rc == 130 and "Traceback" not in err, err
+    saved, said = checkpoint.latest(tmp_path / "run"), " ".join((out + err).split())
+    assert saved is not None and f"checkpoint {saved}" in said
+    assert f"dsft train --resume {tmp_path / 'run'}" in said
+    stopped_at = int(saved.name.removeprefix("step-"))
+    run_dsft("train", "--resume", tmp_path / "run", check=0)
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["resumed"] and info["steps"] > stopped_at
+    finished = info["steps"]
+
+    rc, _, _ = started(tmp_path / "killed", signal.SIGKILL)  # a crash: no checkpoint, no message
+    assert rc == -signal.SIGKILL and checkpoint.latest(tmp_path / "killed") is None
+    run_dsft("train", "--resume", tmp_path / "killed", check=0)
+    info = json.loads((tmp_path / "killed" / "run.json").read_text())
+    assert not info["resumed"] and info["steps"] == finished, "started again from step 0 and ran the whole plan"
+
+
 def test_routed_experts_are_opt_in_and_checked(tiny_model):
     from dsft.train.methods import wrap
     from dsft.train.trainer import load_model

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -83,13 +85,46 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags
         bar.update(task, completed=step, total=total,
                    status=f"loss {line['loss']:.3f}{extra} {line['tokens_per_s']:.0f} tok/s")
 
-    with bar:
-        result = run(cfg, progress, resume=resume is not None)
+    from dsft.train.trainer import Interrupted
+
+    with bar, stop_on_signals() as stop:
+        try:
+            result = run(cfg, progress, resume=resume is not None, stop=stop)
+        except Interrupted as e:
+            bar.stop()
+            console.print(f"stopped at step {e.step}: checkpoint {e.checkpoint}; continue with "
+                          f"`dsft train --resume {cfg.output.dir}`", highlight=False)
+            raise typer.Exit(130) from None
     if not result.is_main:
         return
     console.print(f"done in {result.seconds:.0f}s: {result.steps} steps, train loss {result.train_loss:.3f}, "
                   f"eval loss {result.eval_loss if result.eval_loss is None else round(result.eval_loss, 3)}, "
                   f"pad fraction {result.pad_fraction:.2%}, {result.tokens_per_s:.0f} tokens/s -> {result.dir}")
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Ctrl-C (SIGINT) or SIGTERM asks the run to stop after the current step, with a checkpoint
+    saved; a second Ctrl-C stops at once (KeyboardInterrupt) for a user who cannot wait."""
+    asked: list[int] = []
+    previous = {}
+
+    def handler(signum, frame):
+        if asked and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        asked.append(signum)
+        console.print("[yellow]stopping after this step (a checkpoint is saved); Ctrl-C again to stop now[/]")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread (a test calling the CLI in-process): no handlers
+            pass
+    try:
+        yield lambda: bool(asked)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def estimate(model: str = typer.Option(..., "--model", help="Model folder or id (only its config is read)."),

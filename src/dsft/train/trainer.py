@@ -271,7 +271,8 @@ def keep_best_metric(cfg: TrainConfig, sample: list[Conversation]) -> str | None
 
 
 def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> RunResult:
-    """Train per `cfg`; with `resume`, continue the run in `cfg.output.dir` from its last checkpoint.
+    """Train per `cfg`; with `resume`, continue the run in `cfg.output.dir` from its last checkpoint
+    (one stopped before its first checkpoint starts again there from step 0).
 
     `stop`, called after every optimizer step, ends the run cleanly when it returns True: a
     checkpoint is saved and `Interrupted` raised (how a job is cancelled or a worker shut down)."""
@@ -317,10 +318,12 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     out.mkdir(parents=True, exist_ok=True)
     step = 0
+    last = checkpoint.latest(out) if resume else None
+    if resume and last is None:  # stopped before its first checkpoint: nothing to keep, start it again here
+        for stale in ("metrics.jsonl", "schedule.json"):
+            (out / stale).unlink(missing_ok=True)
+        resume = False
     if resume:
-        last = checkpoint.latest(out)
-        if last is None:
-            raise UserError(f"{out} has no complete checkpoint to resume from", "start the run again without --resume")
         schedule.restore(out)
         step = checkpoint.load(last, bare, optimizer, scheduler)
         if main:
