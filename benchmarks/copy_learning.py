@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
-from pathlib import Path
 
 
 def learn_to_copy(arch: str, seconds: float, filler: int, span: int = 8, batch: int = 8, seed: int = 0,
@@ -30,8 +28,7 @@ def learn_to_copy(arch: str, seconds: float, filler: int, span: int = 8, batch: 
     from dsft.model.tiny import TinySpec, build_config, build_tokenizer
 
     spec = TinySpec(arch=arch, seed=seed)
-    with tempfile.TemporaryDirectory():
-        config = build_config(spec, build_tokenizer(spec))
+    config = build_config(spec, build_tokenizer(spec))
     for key, value in (override or {}).items():  # e.g. {"qk_nope_head_dim": 32, "v_head_dim": 32}
         setattr(config, key, value)
     torch.manual_seed(seed)

@@ -276,7 +276,7 @@ def test_export_script_refuses_a_family_without_a_template(tmp_path, family, ref
     run.mkdir()
     (run / "config.yaml").write_text(yaml.safe_dump({"model": {"name_or_path": "m"}, "data": {"train": ["d.jsonl"]},
                                                      "output": {"dir": str(run)}, "method": "full"}))
-    (run / "run.json").write_text(json.dumps({"chat": {"family": family}}))
+    (run / "tokenizer_config.json").write_text(json.dumps({"chat_family": family}))  # as `dsft train` saves it
     if refused:
         with pytest.raises(UserError, match=f"speaks {family}, which has no Jinja chat template"):
             export(run, tmp_path / "script")

@@ -10,6 +10,9 @@ version). A tokenizer none of these tells is an error that lists the families.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from dsft.chat.encoder import Family, Options
 from dsft.errors import UserError
 
@@ -66,6 +69,12 @@ def record(tokenizer, family: Family, opts: Options) -> None:
     tokenizer.init_kwargs[FAMILY_KEY] = family.name
     tokenizer.init_kwargs[OPTIONS_KEY] = {"thinking": opts.thinking, "reasoning_turns": opts.reasoning_turns,
                                           "reasoning_effort": opts.reasoning_effort}
+
+
+def recorded_family(folder: Path) -> str | None:
+    """The family `record` saved with a folder's tokenizer, read without loading the tokenizer."""
+    saved = Path(folder) / "tokenizer_config.json"
+    return json.loads(saved.read_text(encoding="utf-8")).get(FAMILY_KEY) if saved.is_file() else None
 
 
 def of(tokenizer) -> tuple[Family, Options]:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dsft.chat.detect import recorded_family
 from dsft.errors import UserError
 
 GGUF_ARCHES = {"llama": "LLAMA", "qwen2": "QWEN2"}
@@ -244,10 +245,7 @@ def export(ref: str, out: Path, merge_only: bool = True, fmt: str = "safetensors
             raise
         result["gguf"] = str(target)
         result["check"] = {k: v for k, v in read_gguf(target).items() if k != "tensor_names"}
-        saved = merged / "tokenizer_config.json"
-        family = json.loads(saved.read_text(encoding="utf-8")).get("chat_family", "deepseek_v3") if saved.exists() \
-            else "deepseek_v3"
-        text = modelfile(target.name, family)
+        text = modelfile(target.name, recorded_family(merged) or "deepseek_v3")
         if text is not None:
             (out / "Modelfile").write_text(text, encoding="utf-8")
             result["modelfile"] = str(out / "Modelfile")

@@ -17,8 +17,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from dsft.chat.encoder import END_THINK, THINK, Family
-from dsft.chat.parse import split_reasoning
 from dsft.chat.families import FAMILIES
+from dsft.chat.parse import split_reasoning
 from dsft.serve.backend import Generation, Sampling
 
 V3 = FAMILIES["deepseek_v3"]
@@ -157,6 +157,13 @@ def chunk(cid: str, model_name: str, delta: dict[str, Any], finish: str | None =
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
 
 
+def shown_until(text: str, window: int) -> int:
+    """How much of streamed `text` can be sent now: all of it, unless a `<` within `window`
+    characters of its end may be opening a marker that the next tokens complete."""
+    tail = text.rfind("<")
+    return tail if tail >= 0 and len(text) - tail < window else len(text)
+
+
 class StreamShaper:
     """Turns text deltas into OpenAI chunks: a thinking turn's reasoning streams as
     `reasoning_content` deltas until `</think>`, then content streams as it comes; from the first
@@ -181,10 +188,7 @@ class StreamShaper:
         body = self.family.until_stop(self.text)
         head, closed, _ = body.removeprefix(THINK).partition(END_THINK)
         shown = head.lstrip("\n")
-        if not closed:
-            tail = shown.rfind("<")
-            if tail >= 0 and len(shown) - tail < len(END_THINK):
-                shown = shown[:tail]
+        shown = shown[:shown_until(shown, len(END_THINK))] if not closed else shown
         shown = shown.rstrip("\n")
         out = []
         if len(shown) > len(self.reasoning_sent) and shown.startswith(self.reasoning_sent):
@@ -209,11 +213,8 @@ class StreamShaper:
             self.holding = True
             visible = visible.split(self.family.calls_open, 1)[0]
         visible, stopped = apply_stop(visible, self.req.stop)
-        safe = len(visible)
-        if not self.holding and not stopped:  # keep back what might be the start of a marker or stop word
-            tail = visible.rfind("<")
-            if tail >= 0 and len(visible) - tail < 24:
-                safe = tail
+        # keep back what might be the start of a marker or stop word
+        safe = len(visible) if self.holding or stopped else shown_until(visible, 24)
         if safe > self.sent:
             out.append(chunk(self.cid, self.model, {"content": visible[self.sent:safe]}))
             self.sent = safe

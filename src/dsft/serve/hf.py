@@ -25,7 +25,6 @@ from dsft.errors import UserError
 from dsft.serve.backend import Generation, Request, tool_call_stop
 
 
-
 @dataclass
 class Served:
     model: Any

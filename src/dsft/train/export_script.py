@@ -9,11 +9,10 @@ so throughput is lower than dsft's length-grouped loop; the learning recipe is t
 
 from __future__ import annotations
 
-import json
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from dsft.chat.detect import FAMILY_KEY
+from dsft.chat.detect import recorded_family
 from dsft.chat.template import TEMPLATES
 from dsft.errors import UserError
 
@@ -120,17 +119,6 @@ if __name__ == "__main__":
 PACKAGES = ("torch", "transformers", "tokenizers", "peft", "safetensors")
 
 
-def _family(run: Path) -> str | None:
-    """The chat family the run trained in: run.json's record, else its saved tokenizer's."""
-    for file, read in (("run.json", lambda d: (d.get("chat") or {}).get("family")),
-                       ("tokenizer_config.json", lambda d: d.get(FAMILY_KEY))):
-        if (run / file).is_file():
-            found = read(json.loads((run / file).read_text(encoding="utf-8")))
-            if found:
-                return found
-    return None
-
-
 def export(run: Path, out: Path) -> list[Path]:
     from dsft.train import config as cfgmod
 
@@ -140,12 +128,12 @@ def export(run: Path, out: Path) -> list[Path]:
     if cfg.method not in ("lora", "dora", "full"):
         raise UserError(f"export-script supports lora, dora and full runs, not {cfg.method}",
                         "retrain with --method lora to get a standalone script")
-    family = _family(run)
+    family = recorded_family(run)
     if family is not None and family not in TEMPLATES:
         raise UserError(f"{run} speaks {family}, which has no Jinja chat template (DeepSeek ships only a Python "
                         "encoder for it), and the standalone script renders its data with the run's template",
-                        f"train with dsft (`dsft train --resume {run}`), or export a run of a family with a template "
-                        f"({', '.join(TEMPLATES)})")
+                        f"use the run with dsft itself (`dsft eval`, `dsft serve`, `dsft export`), or export a run "
+                        f"of a family with a template ({', '.join(TEMPLATES)})")
     targets: list[str] = []
     if cfg.method != "full":
         from transformers import AutoConfig, AutoModelForCausalLM
