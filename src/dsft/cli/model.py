@@ -26,8 +26,10 @@ def tiny(out: Path = typer.Option(None, "--out", help="Folder to write (default:
                                    help="Share the input embedding with the output layer (lets it copy unseen values)."),
          family: str = typer.Option("deepseek_v3", "--family",
                                     help="The DeepSeek chat format it speaks (docs/formats.md)."),
+         random_init: bool = typer.Option(False, "--random-init",
+                                          help="Leave out the copy circuit (deepseek_v3 only): plain random weights."),
          force: bool = typer.Option(False, "--force", help="Replace --out if it exists.")) -> None:
-    """A tiny random-init model of the real architecture with a DeepSeek tokenizer built here (no hub)."""
+    """A tiny model of the real architecture (random init; DeepSeek-V3 with a copy circuit) and a DeepSeek tokenizer, built here (no hub)."""
     from dsft.chat.families import get
     from dsft.home import dsft_home
     from dsft.model.tiny import ARCHS, TinySpec, build
@@ -43,6 +45,7 @@ def tiny(out: Path = typer.Option(None, "--out", help="Folder to write (default:
             raise UserError(f"--corpus {f} does not exist", "give the training files to fit the tokenizer to")
     path = build(out, TinySpec(arch=arch, seed=seed, vocab_size=vocab_size,
                                corpus=tuple(str(f) for f in corpus or ()), tied=tied,
-                               family=family))
+                               family=family, copy_circuit=not random_init))
     tokenizer = "fitted to " + ", ".join(map(str, corpus)) if corpus else "cut from DeepSeek's vocabulary"
-    console.print(f"tiny {arch} model (seed {seed}, {vocab_size} tokens, {tokenizer}, {family} format) -> {path}")
+    start = "copy circuit" if arch == "deepseek_v3" and not random_init else "random init"
+    console.print(f"tiny {arch} model (seed {seed}, {start}, {vocab_size} tokens, {tokenizer}, {family} format) -> {path}")

@@ -1,7 +1,9 @@
 """`dsft model tiny`: the embedded default model, built here because there is no hub.
 
-A randomly initialised model of the real `DeepseekV3ForCausalLM` architecture (MLA attention,
-MoE with shared and routed experts, a dense first layer) or its llama/qwen2 twins, with a
+A small model of the real `DeepseekV3ForCausalLM` architecture (MLA attention, MoE with shared
+and routed experts, a dense first layer), randomly initialised except for a copy circuit written
+into its attention (model/copy_circuit.py; `--random-init` leaves it out), or its plain random-init
+llama/qwen2 twins, with a
 byte-level BPE tokenizer that carries DeepSeek's special tokens, a pad token distinct from EOS,
 and dsft's DeepSeek-V3 chat template. The tokenizer is cut from DeepSeek's own vocabulary (no
 data of anyone's, the demo's included, shaped it), or fitted to the user's files with
@@ -51,6 +53,9 @@ class TinySpec:
     # data never targets is only ever pushed down, and an unseen value cannot be copied at all.
     tied: bool = True
     family: str = "deepseek_v3"  # the DeepSeek chat format it speaks (docs/formats.md)
+    # Start the DeepSeek-V3 model with a copy circuit in its weights (model/copy_circuit.py): from
+    # scratch, 10 minutes on 2 cores are too few steps to discover copying. False = plain random init.
+    copy_circuit: bool = True
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -179,9 +184,10 @@ def build_config(spec: TinySpec, tokenizer):
             num_key_value_heads=spec.heads, n_shared_experts=1, n_routed_experts=4, num_experts_per_tok=2,
             # bitsandbytes' CPU kernels run a 4-bit (QLoRA) model in eval mode only when every
             # projection has inputs in multiples of 64 and outputs in multiples of 32: hidden 128,
-            # q_a 64, kv_a 64 + 32 rope, q_b 4 x (16 + 32), kv_b 4 x (16 + 16), o 4 x 16.
+            # q_a 64, kv_a 128 + 32 rope, q_b 4 x (64 + 32), kv_b 4 x (64 + 64), o 4 x 64. Heads are
+            # 64 wide in content (16 before): the copy circuit matches a token's content in them.
             n_group=2, topk_group=1, first_k_dense_replace=1, q_lora_rank=64,
-            kv_lora_rank=64, qk_rope_head_dim=32, qk_nope_head_dim=16, v_head_dim=16,
+            kv_lora_rank=128, qk_rope_head_dim=32, qk_nope_head_dim=64, v_head_dim=64,
             rope_interleave=True, num_mtp_layers=0)
     if spec.arch == "llama":
         from transformers import LlamaConfig
@@ -195,7 +201,7 @@ def build_config(spec: TinySpec, tokenizer):
 
 
 def build(out: Path, spec: TinySpec = TinySpec()) -> Path:
-    """Write tokenizer + randomly initialised model to `out` in the HF layout."""
+    """Write the tokenizer and the model (random init, plus the copy circuit) to `out` in the HF layout."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -203,8 +209,13 @@ def build(out: Path, spec: TinySpec = TinySpec()) -> Path:
     config = build_config(spec, tokenizer)
     torch.manual_seed(spec.seed)
     model = AutoModelForCausalLM.from_config(config)
+    circuit = spec.copy_circuit and spec.arch == "deepseek_v3"
+    if circuit:
+        from dsft.model.copy_circuit import wire
+
+        wire(model, seed=spec.seed)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.config.dsft_tiny = {"arch": spec.arch, "seed": spec.seed, "family": spec.family,
+    model.config.dsft_tiny = {"arch": spec.arch, "seed": spec.seed, "family": spec.family, "copy_circuit": circuit,
                               "tokenizer": "corpus" if spec.corpus else "deepseek-merges"}  # lets `dsft train` pick the tiny preset
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
