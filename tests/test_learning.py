@@ -77,6 +77,51 @@ def test_model_tiny_fits_a_tokenizer_to_the_users_files(tmp_path):
     assert json.loads((tmp_path / "m" / "config.json").read_text())["dsft_tiny"]["tokenizer"] == "corpus"
 
 
+# ---------------------------------------------------------------- the copy circuit
+
+
+def _repeat_accuracy(model, tokenizer, digits: bool) -> float:
+    """Next-token accuracy on the second copy of a 10-token span hidden in 100 random tokens."""
+    gen = torch.Generator().manual_seed(1)
+    high = len(tokenizer) - 40
+    fill, span = torch.randint(300, high, (16, 100), generator=gen), torch.randint(300, high, (16, 10), generator=gen)
+    if digits:
+        table = torch.tensor([tokenizer.convert_tokens_to_ids(str(d)) for d in range(10)])
+        span = table[torch.randint(0, 10, (16, 10), generator=gen)]
+    x = torch.cat([fill[:, :37], span, fill[:, 37:], span], 1)
+    with torch.no_grad():
+        logits = model(input_ids=x).logits[:, -10:-1]
+    return (logits.argmax(-1) == span[:, 1:]).float().mean().item()
+
+
+@pytest.mark.parametrize("circuit, random_spans, digit_spans", [(True, 0.99, 0.86), (False, 0.0, 0.08)])
+def test_the_tiny_model_copies_before_any_training_only_with_its_circuit(tmp_path, tiny_model, circuit,
+                                                                         random_spans, digit_spans):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from dsft.model.tiny import TinySpec, build
+
+    folder = tiny_model if circuit else build(tmp_path / "plain", TinySpec(copy_circuit=False))
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert model.config.dsft_tiny["copy_circuit"] is circuit
+    assert _repeat_accuracy(model, tokenizer, digits=False) == pytest.approx(random_spans, abs=0.02)
+    assert _repeat_accuracy(model, tokenizer, digits=True) == pytest.approx(digit_spans, abs=0.03)
+
+
+def test_the_copy_circuit_refuses_sizes_it_is_not_laid_out_for(tiny_tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    from dsft.model.copy_circuit import wire
+    from dsft.model.tiny import TinySpec, build_config
+
+    config = build_config(TinySpec(), tiny_tokenizer)
+    config.qk_nope_head_dim = 16
+    config.qk_head_dim = 48
+    with pytest.raises(ValueError, match="qk_nope_head_dim"):
+        wire(AutoModelForCausalLM.from_config(config))
+
+
 # ---------------------------------------------------------------- copy augmentation
 
 TOOLS = [{"type": "function", "function": {"name": "ship", "parameters": {
