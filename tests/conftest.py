@@ -56,6 +56,15 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_random_model(tmp_path_factory) -> Path:
+    """The embedded default without its copy circuit (`--random-init`), for float-exactness checks:
+    the circuit's sharp attention and zero-started projections make float32 reordering noise grow."""
+    from dsft.model.tiny import TinySpec, build
+
+    return build(tmp_path_factory.mktemp("tiny-random") / "tiny-deepseek_v3", TinySpec(copy_circuit=False))
+
+
+@pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_model):
     from transformers import AutoTokenizer
 

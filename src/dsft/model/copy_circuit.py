@@ -45,6 +45,14 @@ CONTENT, CONST, PREV, PREV2 = slice(0, 63), 63, slice(64, 112), slice(112, 128)
 LOOKUP_HEADS = (2, 3)
 
 
+def fits(config) -> bool:
+    try:
+        check_layout(config)
+    except ValueError:
+        return False
+    return True
+
+
 def check_layout(config) -> None:
     wrong = {k: getattr(config, k, None) for k, v in LAYOUT.items() if getattr(config, k, None) != v}
     if wrong or config.num_attention_heads < 4 or config.num_hidden_layers < 2:

@@ -54,7 +54,8 @@ class TinySpec:
     tied: bool = True
     family: str = "deepseek_v3"  # the DeepSeek chat format it speaks (docs/formats.md)
     # Start the DeepSeek-V3 model with a copy circuit in its weights (model/copy_circuit.py): from
-    # scratch, 10 minutes on 2 cores are too few steps to discover copying. False = plain random init.
+    # scratch, 10 minutes on 2 cores are too few steps to discover copying. False = plain random init;
+    # other sizes than the default get none (the layout is written for them: copy_circuit.LAYOUT).
     copy_circuit: bool = True
 
 
@@ -209,10 +210,10 @@ def build(out: Path, spec: TinySpec = TinySpec()) -> Path:
     config = build_config(spec, tokenizer)
     torch.manual_seed(spec.seed)
     model = AutoModelForCausalLM.from_config(config)
-    circuit = spec.copy_circuit and spec.arch == "deepseek_v3"
-    if circuit:
-        from dsft.model.copy_circuit import wire
+    from dsft.model.copy_circuit import fits, wire
 
+    circuit = spec.copy_circuit and spec.arch == "deepseek_v3" and fits(config)  # laid out for the default sizes
+    if circuit:
         wire(model, seed=spec.seed)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.config.dsft_tiny = {"arch": spec.arch, "seed": spec.seed, "family": spec.family, "copy_circuit": circuit,
