@@ -95,13 +95,11 @@ def _repeat_accuracy(model, tokenizer, digits: bool) -> float:
 
 
 @pytest.mark.parametrize("circuit, random_spans, digit_spans", [(True, 0.99, 0.86), (False, 0.0, 0.08)])
-def test_the_tiny_model_copies_before_any_training_only_with_its_circuit(tmp_path, tiny_model, circuit,
+def test_the_tiny_model_copies_before_any_training_only_with_its_circuit(tiny_model, tiny_random_model, circuit,
                                                                          random_spans, digit_spans):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from dsft.model.tiny import TinySpec, build
-
-    folder = tiny_model if circuit else build(tmp_path / "plain", TinySpec(copy_circuit=False))
+    folder = tiny_model if circuit else tiny_random_model
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     assert model.config.dsft_tiny["copy_circuit"] is circuit

@@ -41,7 +41,6 @@ def trained_run(tmp_path_factory, tiny_random_model) -> Path:
     evaluations): about a minute once per worker. Without the copy circuit: trained this way (200
     epochs of a few rows) the circuit model's answer after a tool result runs to max_tokens (issue 11's
     note), and these tests are about the protocol."""
-    tiny_model = tiny_random_model
     import orjson
 
     from dsft.data.generate import generate, load_scenarios
@@ -51,7 +50,7 @@ def trained_run(tmp_path_factory, tiny_random_model) -> Path:
     root = tmp_path_factory.mktemp("served")
     data = root / "train.jsonl"
     data.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in generate(load_scenarios(), TRAIN_ROWS, seed=3)))
-    cfg = load(None, {"model.name_or_path": str(tiny_model), "data.train": [str(data)], "output.dir": str(root / "run"),
+    cfg = load(None, {"model.name_or_path": str(tiny_random_model), "data.train": [str(data)], "output.dir": str(root / "run"),
                       "data.val_ratio": 0.0, "data.copy_augment": 0, "training.epochs": 200,
                       "training.eval_every": 100000, "training.eval_tool_sample": 0, "training.time_budget": None})
     train(cfg)

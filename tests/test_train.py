@@ -395,12 +395,11 @@ def test_two_processes_equal_one_process_with_accumulation(tmp_path, tiny_model)
 def test_gradient_checkpointing_gives_the_same_loss(tmp_path, tiny_random_model, method):
     from dsft.train.trainer import train
 
-    tiny_model = tiny_random_model  # Adam turns the circuit's float noise on zero-started weights into 1e-4 losses
-
+    # without the copy circuit: Adam turns its float noise on zero-started weights into 1e-4 losses
     run_dsft("data", "generate", "-n", "16", "--seed", "8", "--out", tmp_path / "d.jsonl", check=0)
     losses = []
     for on in (False, True):
-        cfg = cfgmod.load(None, {"model.name_or_path": str(tiny_model), "data.train": [str(tmp_path / "d.jsonl")],
+        cfg = cfgmod.load(None, {"model.name_or_path": str(tiny_random_model), "data.train": [str(tmp_path / "d.jsonl")],
                                  "output.dir": str(tmp_path / f"run{on}"), "method": method, "training.epochs": 1,
                                  "training.log_every": 1, "training.gradient_checkpointing": on,
                                  "training.time_budget": None, "training.eval_tool_sample": 0})

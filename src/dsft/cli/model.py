@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -47,5 +48,5 @@ def tiny(out: Path = typer.Option(None, "--out", help="Folder to write (default:
                                corpus=tuple(str(f) for f in corpus or ()), tied=tied,
                                family=family, copy_circuit=not random_init))
     tokenizer = "fitted to " + ", ".join(map(str, corpus)) if corpus else "cut from DeepSeek's vocabulary"
-    start = "copy circuit" if arch == "deepseek_v3" and not random_init else "random init"
+    start = "copy circuit" if json.loads((path / "config.json").read_text())["dsft_tiny"]["copy_circuit"] else "random init"
     console.print(f"tiny {arch} model (seed {seed}, {start}, {vocab_size} tokens, {tokenizer}, {family} format) -> {path}")

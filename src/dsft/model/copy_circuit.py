@@ -45,19 +45,23 @@ CONTENT, CONST, PREV, PREV2 = slice(0, 63), 63, slice(64, 112), slice(112, 128)
 LOOKUP_HEADS = (2, 3)
 
 
-def fits(config) -> bool:
-    try:
-        check_layout(config)
-    except ValueError:
-        return False
-    return True
+N_PREV, N_PREV2 = PREV.stop - PREV.start, PREV2.stop - PREV2.start
+
+
+def mismatch(config) -> str | None:
+    """What in `config` the layout is not written for; None when it fits."""
+    wrong = {k: getattr(config, k, None) for k, v in LAYOUT.items() if getattr(config, k, None) != v}
+    if wrong:
+        return str(wrong)
+    if config.num_attention_heads < 4 or config.num_hidden_layers < 2:
+        return "too few heads or layers"
+    return None
 
 
 def check_layout(config) -> None:
-    wrong = {k: getattr(config, k, None) for k, v in LAYOUT.items() if getattr(config, k, None) != v}
-    if wrong or config.num_attention_heads < 4 or config.num_hidden_layers < 2:
+    if (wrong := mismatch(config)) is not None:
         raise ValueError(f"the copy circuit is laid out for {LAYOUT}, >= 4 heads and >= 2 layers; this config has "
-                         f"{wrong or 'too few heads or layers'}")
+                         f"{wrong}")
 
 
 def _rope_amplitudes(theta: float, pairs: int, scaling: float, margin: float):
@@ -98,7 +102,7 @@ def wire(model, seed: int = 0, match: float = 6.0, copy_gain: float = 3.0, out_s
         out = model.get_output_embeddings()
         if out is not None and out.weight.data_ptr() != emb.data_ptr():  # untied: start as the tied one
             out.weight.copy_(emb)
-        proj = torch.linalg.qr(torch.randn(n_content, 48, generator=gen))[0].T  # 48 orthonormal rows
+        proj = torch.linalg.qr(torch.randn(n_content, N_PREV, generator=gen))[0].T  # orthonormal rows
         for index, layer in enumerate(model.model.layers):
             att = layer.self_attn
             for norm in (layer.input_layernorm, layer.post_attention_layernorm, att.q_a_layernorm, att.kv_a_layernorm):
@@ -140,20 +144,20 @@ def _previous_token_heads(qa, qb, kva, kvb, o, proj, freqs, amp, nope, qk, kv, v
             qb[head * qk + nope + 2 * i + 1, 0] = -amp[i] * math.sin(back * freqs[i]) / 8
     for i in range(len(freqs)):
         kva[kl + 2 * i, CONST] = amp[i] * rms
-    kvb[nope:nope + 48, CONTENT] = proj
-    kvb[kv + nope:kv + nope + 16, CONTENT] = proj[:16]
-    o[PREV, 0:48] = torch.eye(48) * rms
-    o[PREV2, vd:vd + 16] = torch.eye(16) * rms
+    kvb[nope:nope + N_PREV, CONTENT] = proj
+    kvb[kv + nope:kv + nope + N_PREV2, CONTENT] = proj[:N_PREV2]
+    o[PREV, 0:N_PREV] = torch.eye(N_PREV) * rms
+    o[PREV2, vd:vd + N_PREV2] = torch.eye(N_PREV2) * rms
 
 
 def _induction_and_lookup_heads(qa, qb, kvb, o, proj, match, copy_gain, nope, kv, vd, n_content) -> None:
     import torch
 
-    qa[0:48, CONTENT] = proj
-    qa[48:64, PREV.start:PREV.start + 16] = torch.eye(16)
-    qb[0:64, 0:64] = torch.eye(64) * match
-    kvb[0:48, PREV] = torch.eye(48)
-    kvb[48:64, PREV2] = torch.eye(16)
+    qa[0:N_PREV, CONTENT] = proj
+    qa[N_PREV:nope, PREV.start:PREV.start + N_PREV2] = torch.eye(N_PREV2)
+    qb[0:nope, 0:nope] = torch.eye(nope) * match
+    kvb[0:N_PREV, PREV] = torch.eye(N_PREV)
+    kvb[N_PREV:nope, PREV2] = torch.eye(N_PREV2)
     kvb[nope:nope + n_content, CONTENT] = torch.eye(n_content)
     o[CONTENT, 0:n_content] = torch.eye(n_content) * copy_gain
     for head in LOOKUP_HEADS:

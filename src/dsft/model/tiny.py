@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dsft.chat.template import load_template
+from dsft.model.copy_circuit import mismatch, wire
 
 BOS, EOS, PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜▁pad▁｜>"
 CHAT_TOKENS = ["<｜User｜>", "<｜Assistant｜>", "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>",
@@ -210,9 +211,7 @@ def build(out: Path, spec: TinySpec = TinySpec()) -> Path:
     config = build_config(spec, tokenizer)
     torch.manual_seed(spec.seed)
     model = AutoModelForCausalLM.from_config(config)
-    from dsft.model.copy_circuit import fits, wire
-
-    circuit = spec.copy_circuit and spec.arch == "deepseek_v3" and fits(config)  # laid out for the default sizes
+    circuit = spec.copy_circuit and spec.arch == "deepseek_v3" and mismatch(config) is None  # the default sizes
     if circuit:
         wire(model, seed=spec.seed)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
