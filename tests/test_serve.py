@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+from jsonschema import Draft202012Validator
 import openai
 import pytest
 
@@ -129,6 +130,12 @@ def test_openai_client_chat_stream_and_tool_round_trip(serve, trained_run):
                                        tool_choice={"type": "function", "function": {"name": "generateSchema"}})
     assert call.function.name != "generateSchema"  # left alone, the model picks another tool
     assert forced.choices[0].message.tool_calls[0].function.name == "generateSchema"
+    schema = next(t["function"]["parameters"] for t in tools() if t["function"]["name"] == "generateSchema")
+    forced_args = json.loads(forced.choices[0].message.tool_calls[0].function.arguments)
+    assert not list(Draft202012Validator(schema).iter_errors(forced_args))  # decoded under the tool's grammar
+    free = c.chat.completions.create(model="run", messages=messages[:2], tools=tools(),
+                                     extra_body={"constrain_tool_calls": False})
+    assert free.choices[0].finish_reason in {"stop", "tool_calls", "length"}
     required = c.chat.completions.create(model="run", messages=messages[:2], tools=tools(), tool_choice="required")
     assert required.choices[0].message.tool_calls
     none = c.chat.completions.create(model="run", messages=messages[:2], tools=tools(), tool_choice="none")

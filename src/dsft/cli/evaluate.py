@@ -49,6 +49,9 @@ def evaluate(ctx: typer.Context,
              reference_data: Optional[list[str]] = typer.Option(
                  None, "--reference-data", help="General data: perplexity before (base) and after (forgetting)."),
              report: Optional[Path] = typer.Option(None, "--report", help="Write report.json, report.md and a chart here."),
+             constrain: bool = typer.Option(True, "--constrain/--no-constrain",
+                                            help="Decode tool calls under the tools' grammar, as dsft serve does "
+                                                 "(declared names, schema-valid arguments)."),
              as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
     """Generate the next assistant turn of each example (greedy, shared renderer) and score it."""
     if ctx.invoked_subcommand:
@@ -73,7 +76,7 @@ def evaluate(ctx: typer.Context,
     convs, _ = load_conversations(data)
     net, tokenizer = load_for_eval(model)
     summary = run(net, tokenizer, convs, max_new_tokens=max_new_tokens, limit=limit, batch_size=batch_size,
-                  samples=samples, temperature=temperature).summary()
+                  samples=samples, temperature=temperature, constrain=constrain).summary()
     from dsft.eval.diagnostics import fit_verdict
 
     verdict = fit_verdict(Path(model), summary=summary)  # the curves and the task metric just measured

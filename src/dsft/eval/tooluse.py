@@ -86,8 +86,10 @@ def score_one(generated: str, case: Case, scores: Scores, parse=parse_assistant)
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 8) -> list[str]:
-    """Greedy, batched, left-padded; returns the decoded continuation with special tokens kept."""
+def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int = 8,
+             grammars: list[str | None] | None = None, wait_for: list[int | None] | None = None) -> list[str]:
+    """Greedy, batched, left-padded; returns the decoded continuation with special tokens kept.
+    `grammars` (one per prompt, None = free) hold each row to its tool-call grammar (chat/constrain.py)."""
     model.eval()
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     texts: dict[int, str] = {}
@@ -99,12 +101,33 @@ def generate(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, ba
         for row, i in enumerate(idx):
             ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
             attention[row, width - len(prompts[i]):] = 1
+        extra = {}
+        if grammars is not None and any(grammars[i] for i in idx):
+            from transformers import LogitsProcessorList
+
+            from dsft.chat.constrain import GrammarConstraint
+
+            extra["logits_processor"] = LogitsProcessorList([GrammarConstraint(
+                tokenizer, [grammars[i] for i in idx], model.config.get_text_config().vocab_size,
+                None if wait_for is None else [wait_for[i] for i in idx])])
         gen = model.generate(input_ids=ids, attention_mask=attention, max_new_tokens=max_new_tokens, do_sample=False,
-                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **extra)
         for row, i in enumerate(idx):
             new = [t for t in gen[row, width:].tolist() if t != tokenizer.pad_token_id]
             texts[i] = tokenizer.decode(new, skip_special_tokens=False)
     return [texts[i] for i in range(len(prompts))]
+
+
+def constraints(family, tokenizer, chosen: list[Case], prompts: list[list[int]]
+                ) -> tuple[list[str | None] | None, list[int | None] | None]:
+    """Each case's tool-call grammar (None for a case without tools) and the token after which it
+    starts (a thinking turn's end of thinking); (None, None) when the family has no call grammar."""
+    from dsft.chat.constrain import call_layout, grammar_for, thought_end
+
+    if call_layout(family) is None:
+        return None, None
+    grammars = [grammar_for(family, tokenizer, c.prompt.tools or []) for c in chosen]
+    return grammars, [thought_end(tokenizer, p) if g else None for g, p in zip(grammars, prompts)]
 
 
 def room_for_answers(convs: list[Conversation], tokenizer, margin: int = 16) -> int:
@@ -125,10 +148,13 @@ def room_for_answers(convs: list[Conversation], tokenizer, margin: int = 16) -> 
 
 
 def evaluate(model, tokenizer, convs: list[Conversation], max_new_tokens: int | None = None, limit: int | None = None,
-             batch_size: int = 32, samples: int = 1, temperature: float = 0.8, perplexity_too: bool = True) -> Scores:
+             batch_size: int = 32, samples: int = 1, temperature: float = 0.8, perplexity_too: bool = True,
+             constrain: bool = True) -> Scores:
     """Greedy scoring of every example; with `samples` > 1, code examples (metadata.tests) are
     also sampled `samples` times at `temperature` for pass@k (k = 1, 5, 10 up to `samples`).
-    `max_new_tokens` None: room for the longest reference turn (`room_for_answers`)."""
+    `max_new_tokens` None: room for the longest reference turn (`room_for_answers`). `constrain`
+    decodes tool calls under the grammar `dsft serve` uses (chat/constrain.py), so the figures are
+    the served model's; the summary's `constrained` says whether it applied."""
     convs = convs[:limit] if limit else convs
     chosen = cases(convs)
     if max_new_tokens is None:
@@ -138,7 +164,9 @@ def evaluate(model, tokenizer, convs: list[Conversation], max_new_tokens: int | 
     family = of(tokenizer)[0]  # generations are read in the format the prompts were written in
     prompts = [render_prompt(c.prompt, tokenizer) for c in chosen]
     scores = Scores()
-    for text, case in zip(generate(model, tokenizer, prompts, max_new_tokens, batch_size), chosen):
+    grammars, wait_for = constraints(family, tokenizer, chosen, prompts) if constrain else (None, None)
+    scores.extra["constrained"] = bool(grammars and any(grammars))
+    for text, case in zip(generate(model, tokenizer, prompts, max_new_tokens, batch_size, grammars, wait_for), chosen):
         score_one(text, case, scores, family.parse)
     if perplexity_too:
         scores.extra["perplexity"] = perplexity(model, tokenizer, convs, batch_size)

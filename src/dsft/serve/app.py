@@ -254,11 +254,12 @@ def create_app(backend: Backend, refs: list[str], target: str = "prod", poll: fl
             tokenizer = backend.tokenizer(variant.key)
             family, opts = of(tokenizer)  # the format the model was trained in, recorded with its tokenizer
             prompt, prefix = chat_api.prompt_ids(req, tokenizer, family)
+            grammar = chat_api.tool_grammar(req, tokenizer, family, prompt, prefix)
         except chat_api.BadRequest as e:
             return oai_error(400, str(e))
         except KeyError:
             return oai_error(503, f"{variant.key} is not loaded yet", "server_error")
-        gen_req = GenRequest(variant.key, prompt, chat_api.sampling(req, family))
+        gen_req = GenRequest(variant.key, prompt, chat_api.sampling(req, family, grammar))
         headers = {"x-dsft-variant": variant.name, "x-dsft-version": variant.key}
         gw.inflight[variant.key] += 1
         if not req.stream:

@@ -15,9 +15,12 @@ class Sampling:
     seed: int | None = None
     stop_at_tool_call: bool = False  # tool_choice "none": end the turn where a tool call would begin
     must_start_with: str | None = None  # constrained decoding: the continuation's first characters
+    grammar: str | None = None  # the tool-call grammar the continuation must follow (chat/constrain.py)
+    grammar_after: int | None = None  # a thinking turn: the token id after which the grammar starts
 
     def key(self) -> tuple:
-        return (self.max_tokens, self.temperature, self.top_p, self.seed, self.stop_at_tool_call, self.must_start_with)
+        return (self.max_tokens, self.temperature, self.top_p, self.seed, self.stop_at_tool_call, self.must_start_with,
+                self.grammar, self.grammar_after)
 
 
 def tool_call_stop(tokenizer) -> tuple[list[int], list[str]]:

@@ -3,7 +3,9 @@ an assistant message with `tool_calls` (arguments as JSON strings at this bounda
 
 tool_choice: "auto" lets the model decide; "none" ends the turn where a tool call would begin;
 "required" and a named function start the assistant turn with the tool-call markers (and the
-name), so the model can only continue with a call. The renderer and the parser are the ones
+name), so the model can only continue with a call. Whatever the choice, a call is decoded under
+the tools' grammar (chat/constrain.py: a declared name, arguments valid against its schema)
+unless the request sends `"constrain_tool_calls": false`. The renderer and the parser are the ones
 training and evaluation use, so what is served is what was trained and measured.
 """
 
@@ -48,11 +50,37 @@ class BadRequest(ValueError):
     pass
 
 
-def sampling(req: ChatRequest, family: Family = V3) -> Sampling:
+def sampling(req: ChatRequest, family: Family = V3, grammar: tuple[str | None, int | None] = (None, None)) -> Sampling:
+    """`grammar`: the turn's tool-call grammar and the token it starts after (`tool_grammar`); with
+    one, the name of a named tool_choice is part of it, else a prefix constraint."""
     return Sampling(max_tokens=req.max_completion_tokens or req.max_tokens or 256,
                     temperature=req.temperature if req.temperature is not None else 0.0,
                     top_p=req.top_p if req.top_p is not None else 1.0, seed=req.seed,
-                    stop_at_tool_call=_no_calls(req), must_start_with=name_constraint(req, family))
+                    stop_at_tool_call=_no_calls(req),
+                    must_start_with=None if grammar[0] else name_constraint(req, family),
+                    grammar=grammar[0], grammar_after=grammar[1])
+
+
+def tool_grammar(req: ChatRequest, tokenizer, family: Family, prompt: list[int], prefix: str
+                 ) -> tuple[str | None, int | None]:
+    """The grammar this request's calls are decoded under, and the token id after which it starts
+    (a thinking turn's end of thinking); (None, None) when nothing is constrained: no tools,
+    tool_choice "none", `constrain_tool_calls: false`, or a family without a call grammar."""
+    from dsft.chat.constrain import grammar_for, thought_end
+    from dsft.data.conversation import Tool
+
+    if _no_calls(req) or (req.model_extra or {}).get("constrain_tool_calls") is False:
+        return None, None
+    tools = [Tool(name=f["name"], description=f.get("description") or "",
+                  parameters=f.get("parameters") or {"type": "object", "properties": {}})
+             for f in ((t.get("function") or t) for t in req.tools or [])]
+    choice = req.tool_choice["function"]["name"] if isinstance(req.tool_choice, dict) else req.tool_choice or "auto"
+    parallel = req.parallel_tool_calls is not False
+    try:
+        grammar = grammar_for(family, tokenizer, tools, choice, parallel, opened=bool(prefix))
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+    return grammar, (thought_end(tokenizer, prompt) if grammar and not prefix else None)
 
 
 def _no_calls(req: ChatRequest) -> bool:

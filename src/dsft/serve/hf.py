@@ -217,6 +217,14 @@ class HFBackend:
             kwargs["streamer"] = _Streamer(tok, streamer_push)
         if s.must_start_with:
             kwargs["prefix_allowed_tokens_fn"] = _constraint(tok, s.must_start_with, width)
+        if s.grammar:
+            from transformers import LogitsProcessorList
+
+            from dsft.chat.constrain import GrammarConstraint
+
+            kwargs["logits_processor"] = LogitsProcessorList([GrammarConstraint(
+                tok, [s.grammar] * len(requests), model.config.get_text_config().vocab_size,
+                [s.grammar_after] * len(requests))])
         out = model.generate(input_ids=ids, attention_mask=attention, **kwargs)
         results = []
         for row, r in enumerate(requests):
