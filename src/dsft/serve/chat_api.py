@@ -51,13 +51,13 @@ class BadRequest(ValueError):
 
 
 def sampling(req: ChatRequest, family: Family = V3, grammar: tuple[str | None, int | None] = (None, None)) -> Sampling:
-    """`grammar`: the turn's tool-call grammar and the token it starts after (`tool_grammar`); with
-    one, the name of a named tool_choice is part of it, else a prefix constraint."""
+    """`grammar`: the turn's tool-call grammar and the token it starts after (`tool_grammar`). A
+    named tool_choice also keeps its name constraint, for a backend that applies no grammar."""
     return Sampling(max_tokens=req.max_completion_tokens or req.max_tokens or 256,
                     temperature=req.temperature if req.temperature is not None else 0.0,
                     top_p=req.top_p if req.top_p is not None else 1.0, seed=req.seed,
                     stop_at_tool_call=_no_calls(req),
-                    must_start_with=None if grammar[0] else name_constraint(req, family),
+                    must_start_with=name_constraint(req, family),
                     grammar=grammar[0], grammar_after=grammar[1])
 
 

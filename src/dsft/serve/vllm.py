@@ -12,6 +12,11 @@ as training) and sends token ids to vLLM's `/v1/completions`, so the served text
 hf backend's and the same parser reads tool calls; vLLM's own OpenAI chat server (with the
 DeepSeek tool parser) is also up for clients that talk to it directly.
 
+Tool-call grammars (chat/constrain.py) are not sent to vLLM yet: its structured outputs take a
+grammar in the backend vLLM picks (xgrammar's EBNF or llguidance's Lark), which this suite cannot
+check without a GPU; the gateway logs that once per process. A named tool_choice keeps its name
+constraint (`guided_regex`).
+
 What was run where: this module is exercised against a test double of vLLM's CLI and HTTP API
 (tests/vllm_double.py) on CPU; the real vLLM needs a CUDA GPU and was not run by the suite.
 """
@@ -45,6 +50,16 @@ class Engine:
     url: str
     key: str
     models: set[str] = field(default_factory=set)
+
+
+_GRAMMAR_WARNED = False
+
+
+def _warn_no_grammar() -> None:
+    global _GRAMMAR_WARNED
+    _GRAMMAR_WARNED = True
+    print("dsft serve: the vllm backend decodes tool calls without their grammar (chat/constrain.py); "
+          "the hf backend applies it", file=sys.stderr, flush=True)
 
 
 class VLLMBackend:
@@ -150,6 +165,8 @@ class VLLMBackend:
             body["stop"] = stop
         if s.seed is not None:
             body["seed"] = s.seed
+        if s.grammar and not _GRAMMAR_WARNED:
+            _warn_no_grammar()
         if s.must_start_with:  # vLLM's guided decoding (documented extra parameter): start with the name
             body["guided_regex"] = re.escape(s.must_start_with) + r"[\s\S]*"
         if stream:
