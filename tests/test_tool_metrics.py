@@ -104,6 +104,7 @@ def test_score_outputs_made_elsewhere_equals_in_process_scoring(tmp_path, tiny_m
                               check=0).stdout)
     expected = json.loads(json.dumps(scores.summary()))
     assert expected.pop("perplexity") > 1  # needs the model: only in-process scoring has it
+    assert expected.pop("constrained") is True  # how it decoded: only in-process generation knows
     assert out == expected and out["text"]["n"] > 0
     # OpenAI-format predictions: the references' own turns score perfectly
     msgs = []
