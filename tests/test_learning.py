@@ -235,7 +235,10 @@ def test_shared_prefix_and_kept_logits_give_the_plain_loss_and_gradients(tiny_ra
     for loss, n, grad in results[1:]:
         assert n == results[0][1]
         assert loss == pytest.approx(results[0][0], rel=1e-5)
-        assert torch.allclose(grad, results[0][2], rtol=1e-3, atol=1e-6)
+        # absolute noise scales with the largest gradient (66 here, summed loss): float32 sums of terms that
+        # large are exact to ~ulp(66) = 7.6e-6 per step, so an entry near zero may differ by a few of those
+        ref = results[0][2]
+        assert torch.allclose(grad, ref, rtol=1e-3, atol=1e-6 * float(ref.abs().max()))
 
 
 # ---------------------------------------------------------------- schedules and the best step

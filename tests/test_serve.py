@@ -333,3 +333,68 @@ def test_canary_routes_a_sticky_share_of_users():
     picks = [table.routes["prod"].pick(f"user{k}").name for k in range(10000)]
     assert abs(picks.count("canary") / len(picks) - 0.10) < 0.015
     assert picks == [table.routes["lightdom"].pick(f"user{k}").name for k in range(10000)]  # sticky, on every alias
+
+
+def test_the_gateway_never_invents_a_tool_and_tool_choice_none_writes_text(tiny_random_model):
+    """A model that prefers an undeclared tool's name (`finduration_free_slot`, seen from a real
+    run): `required` still calls a declared tool (the grammar); a call to an undeclared tool in
+    the model's text (the grammar off, or a vllm backend) comes back as content, never as a call;
+    a model that prefers opening a call writes text under `none` instead of an empty reply (the
+    opener is banned, not a stop)."""
+    import torch
+
+    from dsft.chat.families import FAMILIES
+    from dsft.serve import chat_api
+    from dsft.serve.backend import Generation, Request
+    from dsft.serve.hf import HFBackend
+
+    backend = HFBackend()
+    asyncio.run(backend.load("m", str(tiny_random_model)))
+    served = backend._served["m"]
+    tok, v3 = served.tokenizer, FAMILIES["deepseek_v3"]
+    bias = torch.zeros(served.model.config.vocab_size)
+
+    class Biased(torch.nn.Module):
+        def __init__(self, head):
+            super().__init__()
+            self.head = head
+
+        def forward(self, x):
+            return self.head(x) + bias
+
+    served.model.lm_head = Biased(served.model.lm_head)
+    declared = [{"type": "function", "function": {"name": n, "parameters": {
+        "type": "object", "properties": {"day": {"type": "string", "enum": ["mon", "tue"]}}, "required": ["day"],
+        "additionalProperties": False}}} for n in ("find_free_slot", "cancel_event")]
+
+    def request(**fields) -> chat_api.ChatRequest:
+        return chat_api.ChatRequest(model="m", messages=[{"role": "user", "content": "when are we free?"}],
+                                    tools=declared, max_tokens=48, **fields)
+
+    def ask(**fields) -> dict:
+        req = request(**fields)
+        prompt, prefix = chat_api.prompt_ids(req, tok, v3)
+        sampling = chat_api.sampling(req, v3, chat_api.tool_grammar(req, tok, v3, prompt, prefix))
+        gen = asyncio.run(backend.generate(Request("m", prompt, sampling)))
+        return chat_api.completion(req, "m", gen, prefix, v3)["choices"][0]
+
+    try:
+        bias[tok.encode("finduration_free_slot", add_special_tokens=False)] = 30.0
+        required = ask(tool_choice="required", parallel_tool_calls=False)  # a random model would chain calls
+        assert required["finish_reason"] == "tool_calls", required
+        assert required["message"]["tool_calls"][0]["function"]["name"] in {"find_free_slot", "cancel_event"}
+
+        invented = ("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>finduration_free_slot\n"
+                    '```json\n{"day":"mon"}\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜>')
+        gen = Generation(text=invented, prompt_tokens=1, completion_tokens=1, finish_reason="stop")
+        choice = chat_api.completion(request(), "m", gen, "", v3)["choices"][0]
+        assert not choice["message"].get("tool_calls") and "finduration_free_slot" in choice["message"]["content"]
+        assert choice["finish_reason"] == "stop"
+
+        bias.zero_()
+        bias[tok.convert_tokens_to_ids("<｜tool▁calls▁begin｜>")] = 30.0
+        assert ask(parallel_tool_calls=False)["finish_reason"] == "tool_calls"  # the model does prefer a call ...
+        none = ask(tool_choice="none")  # ... and under `none` writes text instead
+        assert not none["message"].get("tool_calls") and none["message"]["content"].strip(), none
+    finally:
+        asyncio.run(backend.close())

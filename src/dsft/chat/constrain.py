@@ -46,6 +46,8 @@ class CallLayout:
     mid: str
     between: str
     close: str
+    key_separator: str = ":"  # the arguments' JSON as the renderer writes it: compact (V3) or spaced (V3.1)
+    item_separator: str = ","
 
 
 def call_layout(family: Family) -> CallLayout | None:
@@ -68,10 +70,12 @@ def call_layout(family: Family) -> CallLayout | None:
     if not two.startswith(head) or _NAMES[1] not in two:
         return None
     between = two[len(head):two.index(_NAMES[1])]
-    layout = CallLayout(open_, mid, between, close)
     if two != head + between + _NAMES[1] + mid + "{}" + close:
         return None
-    return layout
+    sample = render(Message(role="assistant", tool_calls=[ToolCall(id="0", name=_NAMES[0], arguments={"a": 0, "b": 0})]))
+    body = sample[len(open_ + _NAMES[0] + mid):len(sample) - len(close)]
+    key_sep, item_sep = body[len('{"a"'):body.index("0")], body[body.index("0") + 1:body.index('"b"')]
+    return CallLayout(open_, mid, between, close, key_sep, item_sep)
 
 
 def _literal(text: str, added: dict[str, int]) -> str:
@@ -91,12 +95,15 @@ def _literal(text: str, added: dict[str, int]) -> str:
     return " ".join(parts) or '""'
 
 
-def _schema(tool: Tool) -> str:
+def _schema(tool: Tool, layout: CallLayout) -> str:
     schema = dict(tool.parameters or {})
     schema.setdefault("type", "object")
-    # Keywords llguidance does not implement are ignored rather than refused: a tool's schema is the
-    # user's, and a constraint that refuses it would block serving.
-    schema["x-guidance"] = {"lenient": True}
+    # The JSON is written exactly as the renderer writes it (a model left free to add whitespace can
+    # write it forever: measured, an untrained model filled its budget with tabs). Keywords llguidance
+    # does not implement are ignored rather than refused: a tool's schema is the user's, and a
+    # constraint that refuses it would block serving.
+    schema["x-guidance"] = {"lenient": True, "whitespace_flexible": False,
+                            "key_separator": layout.key_separator, "item_separator": layout.item_separator}
     return json.dumps(schema, ensure_ascii=False)
 
 
@@ -115,7 +122,7 @@ def grammar_for(family: Family, tokenizer, tools: list[Tool], choice: str = "aut
         raise ValueError(f"tool_choice names {choice!r}, which the request does not declare")
     added = dict(tokenizer.get_added_vocab())
     lit = lambda text: _literal(text, added)  # noqa: E731
-    rules = [f"call_{k}: {lit(t.name + layout.mid)} args_{k}\nargs_{k}: %json {_schema(t)}"
+    rules = [f"call_{k}: {lit(t.name + layout.mid)} args_{k}\nargs_{k}: %json {_schema(t, layout)}"
              for k, t in enumerate(named)]
     call = "call: " + " | ".join(f"call_{k}" for k in range(len(named)))
     more = f" ({lit(layout.between)} call)*" if parallel else ""

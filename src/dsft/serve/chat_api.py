@@ -152,7 +152,10 @@ def message(text: str, req: ChatRequest, family: Family = V3) -> tuple[dict[str,
     text = family.until_stop(text)
     turn = family.parse(text, id_prefix=f"call_{uuid.uuid4().hex[:8]}_")
     extra = {"reasoning_content": turn.reasoning} if turn.reasoning else {}
-    if turn.ok and turn.tool_calls and not _no_calls(req):
+    declared = {(t.get("function") or t).get("name") for t in req.tools or []}
+    # A call to a tool the request never declared is not a call (a client would dispatch it): without
+    # the grammar (a vllm backend, `constrain_tool_calls: false`) the text comes back as content.
+    if turn.ok and turn.tool_calls and not _no_calls(req) and all(c.name in declared for c in turn.tool_calls):
         calls = [{"id": c.id, "type": "function",
                   "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
                  for c in turn.tool_calls]

@@ -200,11 +200,16 @@ class HFBackend:
         for row, r in enumerate(requests):
             ids[row, width - len(r.prompt):] = torch.tensor(r.prompt)
             attention[row, width - len(r.prompt):] = 1
-        eos, stop_strings = [tok.eos_token_id], []
+        eos, stop_strings, banned = [tok.eos_token_id], [], None
         if s.stop_at_tool_call:
+            # No call may begin: the opener is banned, so the model writes the text it would write
+            # instead (ending the turn there gave an empty reply whenever a call came first). A
+            # several-token opener (DSML) is banned as a sequence and still stops the turn if written.
             stop_ids, stop_strings = tool_call_stop(tok)
-            eos += stop_ids
+            banned = [stop_ids] if stop_ids else [tok.encode(stop_strings[0], add_special_tokens=False)]
         kwargs: dict[str, Any] = {"max_new_tokens": s.max_tokens, "eos_token_id": eos, "pad_token_id": tok.pad_token_id}
+        if banned:
+            kwargs["bad_words_ids"] = banned
         if stop_strings:
             kwargs.update(stop_strings=stop_strings, tokenizer=tok)
         if s.temperature > 0:
@@ -232,8 +237,6 @@ class HFBackend:
             while new and new[-1] == tok.pad_token_id:
                 new.pop()
             stopped = bool(new) and new[-1] in eos
-            if stopped and new[-1] != tok.eos_token_id:
-                new.pop()  # the tool-call marker that ended a tool_choice "none" turn is not part of it
             text = tok.decode(new, skip_special_tokens=False)
             for opener in stop_strings:  # a several-token call opener ended the turn: not part of it
                 stopped, text = stopped or opener in text, text.split(opener, 1)[0]
