@@ -82,3 +82,50 @@ def test_ab_cli(tmp_path):
     shown = run_dsft("ab", "show", test_id, check=0).stdout
     assert "decided" in shown and "lightdom@champion -> 2" in shown
     assert "VERSION[:WEIGHT]" in run_dsft("ab", "create", "lightdom", "-v", "x", check=2).stderr
+
+
+def test_models_register_brings_a_run_from_anywhere_into_the_home_with_its_lineage(tmp_path):
+    """Issue 13: `dsft models register RUN --name N --alias A` on the README's `--out runs/first`
+    (outside DSFT_HOME): the run is copied in (not its checkpoints), the prepared dataset it trained
+    on is its lineage, and `dsft deploy` takes the run folder too; the API keeps its path rule."""
+    import yaml
+
+    from tests.test_registry import fake_run
+
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    (prepared / "train.jsonl").write_text("{}\n")
+    (prepared / "report.json").write_text(json.dumps({"dataset_id": "d" * 64, "counts": {"train": 1}}))
+    run = fake_run(tmp_path / "work", "first")
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"] = {"train": [str(prepared / "train.jsonl")]}
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    (run / "checkpoints" / "step-5").mkdir(parents=True)
+    (run / "checkpoints" / "step-5" / "state.pt").write_bytes(b"0" * 1000)
+
+    said = " ".join(run_dsft("models", "register", run, "--name", "calendar", "--alias", "candidate",
+                             check=0).stdout.split())
+    assert "registered calendar:1" in said and "dataset dddddddddddd" in said and "dsft deploy calendar:1" in said
+    shown = json.loads(run_dsft("models", "show", "calendar@candidate", "--json", check=0).stdout)
+    home = tmp_path / "home"
+    copied = home / shown["artifact"]
+    assert shown["dataset_id"] == "d" * 64 and shown["artifact"].startswith("models/registered/calendar/")
+    assert (copied / "adapter_model.safetensors").read_bytes() == (run / "adapter_model.safetensors").read_bytes()
+    assert not (copied / "checkpoints").exists(), "resume state is not part of a version"
+    with db.session() as s:
+        assert s.get(store.Dataset, "d" * 64).counts == {"train": 1}, "the dataset is in the registry too"
+    # the same run again: a new version, the same copy; --link leaves the run where it is
+    run_dsft("models", "register", run, "--name", "calendar", check=0)
+    linked = run_dsft("models", "register", run, "--name", "cal-linked", "--link", check=0).stdout
+    assert "cal-linked:1" in linked
+    assert (home / "models" / "registered" / "cal-linked").iterdir().__next__().resolve() == run.resolve()
+
+    said = " ".join(run_dsft("deploy", run, "--name", "cal-direct", "--as", "prod", check=0).stdout.split())
+    assert "registered" in said and "cal-direct:1" in said and "-> prod" in said
+
+    err = " ".join(run_dsft("models", "register", tmp_path / "nope", "--name", "x", check=2).stderr.split())
+    assert "does not exist" in err
+    (tmp_path / "unfinished").mkdir()
+    (tmp_path / "unfinished" / "config.yaml").write_text("{}")
+    err = " ".join(run_dsft("models", "register", tmp_path / "unfinished", "--name", "x", check=2).stderr.split())
+    assert "is not finished" in err and "--resume" in err

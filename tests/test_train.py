@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -315,6 +316,7 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, tiny_model):
 
     rc, out, err = started(tmp_path / "run", signal.SIGINT)
     assert rc == 130 and "Traceback" not in err, err
+    assert re.search(r"step \d+/\d+ loss [\d.]+", err), "redirected output still shows progress lines"
     saved, said = checkpoint.latest(tmp_path / "run"), " ".join((out + err).split())
     assert saved is not None and f"checkpoint {saved}" in said
     assert f"dsft train --resume {tmp_path / 'run'}" in said
@@ -329,6 +331,32 @@ def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(tmp_path, tiny_model):
     run_dsft("train", "--resume", tmp_path / "killed", check=0)
     info = json.loads((tmp_path / "killed" / "run.json").read_text())
     assert not info["resumed"] and info["steps"] == finished, "started again from step 0 and ran the whole plan"
+    whole = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert whole["tokens"] == info["tokens"], "the resumed run's figures cover the whole run, not its last segment"
+    assert whole["seconds"] > info["seconds"] * 0.5
+
+    # a finished run says so and is left as it is; starting it again names both ways out
+    before = {f: (tmp_path / "run" / f).read_bytes() for f in ("run.json", "metrics.jsonl")}
+    said = " ".join(run_dsft("train", "--resume", tmp_path / "run", check=0).stderr.split())
+    assert "is finished" in said and f"{finished} steps" in said
+    assert before == {f: (tmp_path / "run" / f).read_bytes() for f in before}
+    said = " ".join(run_dsft("train", *args[4:], "--out", tmp_path / "run", check=2).stderr.split())
+    assert "holds a finished run" in said and "--overwrite" in said
+    run_dsft("train", *args[4:], "--out", tmp_path / "run", "--overwrite", check=0)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["resumed"] is False
+    mine = tmp_path / "mine"
+    (mine / "notes.txt").parent.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    said = " ".join(run_dsft("train", *args[4:], "--out", mine, "--overwrite", check=2).stderr.split())
+    assert "not a dsft run folder" in said and (mine / "notes.txt").read_text() == "keep me"
+
+    # checkpoints by the clock (default every 5 minutes; here every 0.06 s): a crash loses at most that
+    (tmp_path / "often.yaml").write_text("training: {save_minutes: 0.001, log_every: 1}\n")
+    args.insert(4, str(tmp_path / "often.yaml"))
+    rc, _, _ = started(tmp_path / "often", signal.SIGKILL)
+    assert rc == -signal.SIGKILL and checkpoint.latest(tmp_path / "often") is not None
+    run_dsft("train", "--resume", tmp_path / "often", check=0)
+    assert json.loads((tmp_path / "often" / "run.json").read_text())["resumed"]
 
 
 def test_routed_experts_are_opt_in_and_checked(tiny_model):

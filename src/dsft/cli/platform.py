@@ -111,6 +111,45 @@ def models_list(as_json: bool = typer.Option(False, "--json")) -> None:
     console.print(table)
 
 
+@models_app.command("register")
+def models_register(run: Path = typer.Argument(..., help="A finished run folder (`dsft train --out`), anywhere."),
+                    name: str = typer.Option(..., "--name", help="The model name; versions number up per name."),
+                    alias: str = typer.Option(None, "--alias", help="Also point this alias at the new version."),
+                    link: bool = typer.Option(False, "--link", help="Link the run into DSFT_HOME instead of copying "
+                                              "it (the run must then stay where it is)."),
+                    dataset: str = typer.Option(None, "--dataset", help="Dataset id for the lineage (default: the "
+                                                "prepared dataset the run trained on, if any)."),
+                    description: str = typer.Option("", "--description")) -> None:
+    """Register a run as a model version (copied into DSFT_HOME with its lineage), ready for `dsft deploy`."""
+    from dsft.registry import db, store
+
+    mv = _register(run, name, alias, link, dataset, description)
+    with db.session() as s:
+        where = store.resolve(s, f"{mv.name}:{mv.version}").artifact
+    console.print(f"registered {mv.name}:{mv.version} ({mv.kind}, base {mv.base_model}, dataset "
+                  f"{(mv.dataset_id or 'not recorded')[:12]}) at {where}" + (f"; {mv.name}@{alias} points at it"
+                                                                             if alias else ""), highlight=False)
+    console.print(f"deploy it with `dsft deploy {mv.name}:{mv.version} --as prod`", highlight=False)
+
+
+def _register(run: Path, name: str, alias: str | None = None, link: bool = False, dataset: str | None = None,
+              description: str = ""):
+    from dsft.registry import db, store
+
+    store.check_name(name)
+    if alias:
+        store.check_name(alias, "alias")
+    if not run.is_dir():
+        raise UserError(f"run folder {run} does not exist", "give the --out of a finished `dsft train` run")
+    folder = store.import_run(run, name, link)
+    with db.session() as s:
+        dataset = dataset or store.dataset_of_run(s, run.resolve())
+    mv = store.register(store.Registration(name, folder, dataset_id=dataset, description=description))
+    if alias:
+        store.set_alias(mv.name, alias, mv.version, f"registered from {run}")
+    return mv
+
+
 @models_app.command("show")
 def models_show(ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@ALIAS"),
                 as_json: bool = typer.Option(False, "--json")) -> None:
@@ -241,13 +280,22 @@ def serve(model: list[str] = typer.Option(..., "--model", "-m",
                 log_level="warning")
 
 
-def deploy(ref: str = typer.Argument(..., help="NAME@ALIAS or NAME:VERSION"),
+def deploy(ref: str = typer.Argument(..., help="NAME@ALIAS, NAME:VERSION, or a finished run folder"),
            target: str = typer.Option("prod", "--as", help="The `dsft serve --name` to deploy to."),
            canary: float = typer.Option(None, "--canary", help="Share of traffic (percent) for the new version."),
+           name: str = typer.Option(None, "--name", help="With a run folder: the model name to register it as "
+                                    "(default: the folder's name)."),
            wait: float = typer.Option(0, "--wait", help="Seconds to wait for the server to apply it (0: do not).")) -> None:
-    """Deploy a registered version to a serving target; the server checks readiness before traffic moves."""
+    """Deploy a registered version to a serving target; the server checks readiness before traffic moves.
+    A run folder is registered first (as `dsft models register` does)."""
     from dsft.registry import rollout
 
+    if Path(ref).is_dir() and ("@" not in ref and ":" not in ref or (Path(ref) / "config.yaml").is_file()):
+        mv = _register(Path(ref), name or Path(ref).resolve().name)
+        console.print(f"registered {ref} as {mv.name}:{mv.version}", highlight=False)
+        ref = f"{mv.name}:{mv.version}"
+    elif name:
+        raise UserError("--name names the model a run folder is registered as", f"{ref} is not a run folder: drop --name")
     dep = rollout.deploy(ref, target, canary, {"via": "cli"})
     console.print(f"deployment {dep.id}: {dep.model}:{dep.version} -> {target} "
                   f"({dep.canary_percent:g}% of traffic), pending")

@@ -6,6 +6,7 @@ import contextlib
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -13,6 +14,7 @@ import typer
 from rich.console import Console
 
 console = Console(stderr=True)
+PLAIN_EVERY_S = 10.0  # seconds between progress lines when stderr is not a terminal
 
 
 def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags override it."),
@@ -41,7 +43,8 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags
                                                     help="The DeepSeek format to train in (default: told from the model)."),
           thinking: Optional[bool] = typer.Option(None, "--thinking/--no-thinking",
                                                   help="Thinking mode for V3.1, V3.2 and V4."),
-          resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder from its last checkpoint.")) -> None:
+          resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder from its last checkpoint."),
+          overwrite: bool = typer.Option(False, "--overwrite", help="Start over in --out, deleting the earlier run there.")) -> None:
     """Train an adapter (or a full finetune) from flags alone or a config file."""
     from dsft.train import config as cfgmod
     from dsft.train.schedule import parse_duration
@@ -60,7 +63,7 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags
     if resume is not None:
         from dsft.errors import UserError
 
-        if config is not None or flags:
+        if config is not None or flags or overwrite:
             raise UserError("--resume continues a run exactly as configured", "pass only --resume RUN")
         if not (resume / "config.yaml").is_file():
             raise UserError(f"{resume} is not a dsft run folder (no config.yaml)", "give the --out of an earlier run")
@@ -80,22 +83,35 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags
                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
     task = bar.add_task("train", total=None, status="loading")
 
+    plain = not console.is_terminal  # redirected to a file or a pipe: a line now and then, not a bar at the end
+    printed = [0.0]
+
     def progress(step: int, total: int, line: dict) -> None:
         extra = f" eval {line['eval_loss']:.3f}" if line.get("eval_loss") is not None else ""
-        bar.update(task, completed=step, total=total,
-                   status=f"loss {line['loss']:.3f}{extra} {line['tokens_per_s']:.0f} tok/s")
+        if line.get("eval_tool_args_exact_match") is not None:
+            extra += f" exact args {line['eval_tool_args_exact_match']:.2f}"
+        status = f"loss {line['loss']:.3f}{extra} {line['tokens_per_s']:.0f} tok/s"
+        bar.update(task, completed=step, total=total, status=status)
+        if plain and (time.monotonic() - printed[0] >= PLAIN_EVERY_S or step == total or extra):
+            printed[0] = time.monotonic()
+            console.print(f"step {step}/{total} {status}", highlight=False, soft_wrap=True)
 
     from dsft.train.trainer import Interrupted
 
-    with bar, stop_on_signals() as stop:
+    with (contextlib.nullcontext() if plain else bar), stop_on_signals() as stop:
         try:
-            result = run(cfg, progress, resume=resume is not None, stop=stop)
+            result = run(cfg, progress, resume=resume is not None, stop=stop, overwrite=overwrite)
         except Interrupted as e:
             bar.stop()
             console.print(f"stopped at step {e.step}: checkpoint {e.checkpoint}; continue with "
                           f"`dsft train --resume {cfg.output.dir}`", highlight=False)
             raise typer.Exit(130) from None
     if not result.is_main:
+        return
+    if result.already_finished:
+        console.print(f"{cfg.output.dir} is finished: {result.steps} steps in {result.seconds:.0f}s, train loss "
+                      f"{result.train_loss:.3f}; nothing to resume (train further with a new --out and "
+                      f"model.init_from: {cfg.output.dir})", highlight=False)
         return
     console.print(f"done in {result.seconds:.0f}s: {result.steps} steps, train loss {result.train_loss:.3f}, "
                   f"eval loss {result.eval_loss if result.eval_loss is None else round(result.eval_loss, 3)}, "

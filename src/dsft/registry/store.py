@@ -163,6 +163,56 @@ def register(reg: Registration, url: str | None = None) -> ModelVersion:
     raise RuntimeError(f"could not allocate a version number for {reg.name}")
 
 
+SKIPPED_ON_IMPORT = ("checkpoints", "best")  # resume state: large, and a registered version never resumes
+
+
+def import_run(run: Path, name: str, link: bool = False) -> Path:
+    """A finished run from anywhere on disk, brought into DSFT_HOME so the registry (and the API's
+    path rule) can reach it: copied (without its checkpoints) to `models/registered/NAME/<hash>`,
+    or linked there with `link` (then the run must stay where it is). A run already inside the home
+    stays in place; copying the same run twice gives the same folder."""
+    import shutil
+
+    run = run.resolve()
+    if not (run / "config.yaml").is_file():
+        raise UserError(f"{run} is not a dsft run folder (no config.yaml)", "give the --out of a `dsft train` run")
+    if not (run / "run.json").is_file():
+        raise UserError(f"{run} is not finished (no run.json)", f"finish it first: `dsft train --resume {run}`")
+    home = dsft_home().resolve()
+    if run == home or home in run.parents:
+        return run
+    _, files = artifact_files(run)
+    dest = home / "models" / "registered" / check_name(name) / sha256_files(files)[:16]
+    if dest.is_symlink() or dest.exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if link:
+        dest.symlink_to(run, target_is_directory=True)
+        return dest
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(run, tmp, ignore=lambda folder, names: [n for n in names if Path(folder) == run
+                                                              and n in SKIPPED_ON_IMPORT])
+    tmp.rename(dest)
+    return dest
+
+
+def dataset_of_run(s, run: Path) -> str | None:
+    """The id of the prepared dataset a run trained on (its `data.train` is a `data prepare` folder's
+    train.jsonl, beside that folder's report.json), recorded in the registry if it was not yet."""
+    import yaml
+
+    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}
+    for path in (config.get("data") or {}).get("train") or []:
+        report = Path(path).parent / "report.json"
+        if Path(path).name != "train.jsonl" or not report.is_file():
+            continue
+        facts = json.loads(report.read_text(encoding="utf-8"))
+        if facts.get("dataset_id") and facts.get("counts") is not None:
+            return add_dataset(s, report.parent, facts).id
+    return None
+
+
 def resolve(s, ref: str) -> ModelVersion:
     """NAME@ALIAS, NAME:VERSION or NAME (its newest version)."""
     name, alias, version = ref, None, None

@@ -21,7 +21,9 @@ from safetensors.torch import load_file, save_file
 KEEP = 2
 
 
-def save(run: Path, step: int, model, optimizer, scheduler) -> Path:
+def save(run: Path, step: int, model, optimizer, scheduler, progress: dict | None = None) -> Path:
+    """`progress`: the run's figures so far (tokens, pads, seconds), so a resumed run reports the whole
+    run. Under several processes they are the main rank's own (its tokens, not all ranks')."""
     root = run / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final, tmp = root / f"step-{step}", root / f"step-{step}.tmp"
@@ -34,7 +36,7 @@ def save(run: Path, step: int, model, optimizer, scheduler) -> Path:
     save_file(trainable, tmp / "trainable.safetensors")
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()}, tmp / "state.pt")
-    (tmp / "step.json").write_text(json.dumps({"step": step}))
+    (tmp / "step.json").write_text(json.dumps({"step": step, "progress": progress or {}}))
     tmp.rename(final)
     for old in sorted(root.glob("step-*"), key=_step)[:-KEEP]:
         if not old.name.endswith(".tmp"):
@@ -59,6 +61,11 @@ def load(path: Path, model, optimizer, scheduler) -> int:
     torch.set_rng_state(state["torch_rng"])
     random.setstate(state["python_rng"])
     return json.loads((path / "step.json").read_text())["step"]
+
+
+def progress(path: Path) -> dict:
+    """The run's figures when checkpoint `path` was written ({} for checkpoints from before dsft kept them)."""
+    return json.loads((path / "step.json").read_text()).get("progress") or {}
 
 
 def _step(path: Path) -> int:

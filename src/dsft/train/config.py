@@ -79,6 +79,8 @@ class TrainingConfig(_Strict):
                                    "(with a time budget: about `evals` evaluations spread over the run instead).")
     evals: int = Field(12, gt=0, le=10_000, description="Evaluations in a run with a time budget.")
     save_every: int | None = Field(None, gt=0, le=10**9, description="Steps between checkpoints (for --resume); none = off.")
+    save_minutes: float | None = Field(5, gt=0, le=10**6, description="Minutes between checkpoints besides "
+                                       "`save_every`, so a killed run loses at most this much; none = off.")
     eval_tool_sample: int = Field(32, ge=0, le=1_000_000, description="Validation examples (with tool calls or "
                                   "answered without one) generated at each eval for tool-name/argument accuracy "
                                   "(0 = off).")

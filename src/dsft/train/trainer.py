@@ -35,6 +35,13 @@ class RunResult:
     pad_fraction: float
     seconds: float
     is_main: bool = True  # False on the other ranks of a multi-process run: they report nothing
+    already_finished: bool = False  # `resume` found the run finished: these are its figures, nothing trained
+
+    @classmethod
+    def of_finished(cls, out: Path) -> RunResult:
+        facts = json.loads((out / "run.json").read_text(encoding="utf-8"))
+        return cls(out, facts["steps"], facts["train_loss"], facts["eval_loss"], facts["tokens"],
+                   facts["pad_fraction"], facts["seconds"], already_finished=True)
 
     @property
     def tokens_per_s(self) -> float:
@@ -270,17 +277,53 @@ def keep_best_metric(cfg: TrainConfig, sample: list[Conversation]) -> str | None
     return "eval_tool_args_exact_match" if any(c.calls() for c in sample) else "eval_loss"
 
 
-def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> RunResult:
+def _taken(out: Path) -> tuple[str, str]:
+    """What `--out` already holds, and what to do: a finished or an unfinished run, or other files."""
+    from dsft.train import checkpoint
+
+    if not (out / "config.yaml").is_file():
+        return (f"--out {out} already holds files that are not a dsft run",
+                "choose another --out (dsft will not delete what it did not write)")
+    if (out / "run.json").is_file():
+        return (f"--out {out} holds a finished run", "choose another --out, or replace it with --overwrite")
+    last = checkpoint.latest(out)
+    where = f"its last checkpoint is {last.name}" if last else "it stopped before its first checkpoint"
+    return (f"--out {out} holds an unfinished run ({where})",
+            f"continue it with `dsft train --resume {out}`, start it over with --overwrite, or choose another --out")
+
+
+def clear_run_folder(out: Path) -> None:
+    """Empty `out` for a fresh start, only if it is a dsft run folder (or empty): --overwrite must
+    never delete a folder of the user's that a typo pointed at."""
+    import shutil
+
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"--out {out} is a file", "give a folder for the run")
+    if any(out.iterdir()) and not (out / "config.yaml").is_file():
+        raise UserError(f"--overwrite: {out} is not a dsft run folder (no config.yaml), so it is left alone",
+                        "choose another --out, or delete the folder yourself")
+    shutil.rmtree(out)
+
+
+def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, overwrite: bool = False) -> RunResult:
     """Train per `cfg`; with `resume`, continue the run in `cfg.output.dir` from its last checkpoint
-    (one stopped before its first checkpoint starts again there from step 0).
+    (one stopped before its first checkpoint starts again there from step 0; a finished one is not
+    trained again: its figures are returned, `already_finished` set). `overwrite` starts over in an
+    earlier run's folder.
 
     `stop`, called after every optimizer step, ends the run cleanly when it returns True: a
     checkpoint is saved and `Interrupted` raised (how a job is cancelled or a worker shut down)."""
     from dsft.train import checkpoint
 
     out = Path(cfg.output.dir)
-    if not resume and out.exists() and any(out.iterdir()):
-        raise UserError(f"run folder {out} already exists", "choose another --out, or continue it with --resume")
+    if overwrite:
+        clear_run_folder(out)
+    elif resume and (out / "run.json").is_file():
+        return RunResult.of_finished(out)
+    elif not resume and out.exists() and any(out.iterdir()):
+        raise UserError(*_taken(out))
     t = cfg.training
     if t.threads:
         torch.set_num_threads(t.threads)
@@ -317,7 +360,7 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
     schedule = Schedule(planned, t.warmup_ratio, t.eval_every)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     out.mkdir(parents=True, exist_ok=True)
-    step = 0
+    step, tokens_before, pads_before, resumed_from = 0, 0, 0, None
     last = checkpoint.latest(out) if resume else None
     if resume and last is None:  # stopped before its first checkpoint: nothing to keep, start it again here
         for stale in ("metrics.jsonl", "schedule.json"):
@@ -326,6 +369,10 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
     if resume:
         schedule.restore(out)
         step = checkpoint.load(last, bare, optimizer, scheduler)
+        before = checkpoint.progress(last)  # a resumed run's figures cover the whole run, not this segment
+        started -= before.get("seconds", 0.0)
+        tokens_before, pads_before = before.get("tokens", 0), before.get("pads", 0)
+        resumed_from = step
         if main:
             kept = [x for x in (out / "metrics.jsonl").read_text().splitlines() if json.loads(x)["step"] <= step]
             (out / "metrics.jsonl").write_text("".join(x + "\n" for x in kept))
@@ -341,7 +388,7 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
     stopper = EarlyStopping(t.early_stopping_metric, t.early_stopping_patience)
     keeper = BestKeeper(out, keep_best_metric(cfg, tool_sample)) if main else None
     budget = None if resume and schedule.fitted else t.time_budget  # a resumed run keeps its fitted schedule
-    tokens, pads, last_loss = 0, 0, float("nan")
+    tokens, pads, last_loss = tokens_before, pads_before, float("nan")
     window_loss, window_n = 0.0, 0
     timed_from, probe = None, {}
 
@@ -361,6 +408,7 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
         eval_clock[0] += eval_clock[1]
         line["eval_seconds"] = round(eval_clock[1], 2)  # what the budget is spending on evaluations
 
+    saved_at = time.perf_counter()  # `save_minutes` counts from here (and from each checkpoint)
     try:
         while step < schedule.total:
             mine = [micro[k] for a in range(t.grad_accum)
@@ -438,12 +486,16 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
                     schedule.save(out)
             if _broadcast_stop(acc, stopper.stop):
                 break
-            if main and t.save_every and step % t.save_every == 0 and step < schedule.total:
-                checkpoint.save(out, step, bare, optimizer, scheduler)
+            so_far = {"tokens": tokens, "pads": pads, "seconds": round(time.perf_counter() - started, 3)}
+            due = (t.save_every and step % t.save_every == 0) or \
+                (t.save_minutes and time.perf_counter() - saved_at >= 60 * t.save_minutes)
+            if main and due and step < schedule.total:
+                checkpoint.save(out, step, bare, optimizer, scheduler, so_far)
+                saved_at = time.perf_counter()
             if stop is not None and step < schedule.total and stop():
                 saved = checkpoint.latest(out)
                 if saved is None or saved.name != f"step-{step}":
-                    saved = checkpoint.save(out, step, bare, optimizer, scheduler)
+                    saved = checkpoint.save(out, step, bare, optimizer, scheduler, so_far)
                 raise Interrupted(step, saved)
     finally:  # an interrupted or failed run still leaves complete metrics and closed sinks
         if metrics:
@@ -463,7 +515,7 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None) -> R
         "steps": step, "train_loss": last_loss, "eval_loss": final_eval, "tokens": tokens,
         "pad_fraction": result.pad_fraction, "seconds": round(seconds, 1), "tokens_per_s": round(result.tokens_per_s, 1),
         "data": counts, "skipped": skipped, "train_examples": len(train_ex), "validation_examples": len(val_ex),
-        "augmented": p.augmented, "resumed": resume, "processes": world, "early_stopping": stopper.report(),
+        "augmented": p.augmented, "resumed": resume, "resumed_from_step": resumed_from, "processes": world, "early_stopping": stopper.report(),
         "kept": kept, "schedule": schedule.fitted,
         "chat": {"family": tokenizer.init_kwargs.get("chat_family"), "options": tokenizer.init_kwargs.get("chat_options")},
     }, indent=2), encoding="utf-8")
