@@ -23,8 +23,19 @@ def server(tiny_model):
     lock = threading.Lock()
 
     class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self._send(200, {"object": "list", "data": [{"id": "tiny", "object": "model"}]})
+
+        def _send(self, status, payload):
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps(payload).encode())
+
         def do_POST(self):  # noqa: N802 (http.server's name)
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if body["model"] != "tiny":  # as dsft serve answers a model it does not serve
+                return self._send(404, {"error": {"message": f"the model {body['model']!r} does not exist here"}})
             conv = to_conversation({"messages": body["messages"], "tools": body.get("tools")}, prompt=True)
             with lock:
                 text = generate(model, tok, [render_prompt(conv, tok)], body["max_tokens"])[0]
@@ -59,3 +70,22 @@ def test_endpoint_scores_like_in_process(tmp_path, tiny_model, server):
         assert remote[key] == local[key], key
     proc = run_dsft("eval", "--endpoint", "http://127.0.0.1:9", "--data", tmp_path / "d.jsonl", check=2)
     assert "endpoint" in proc.stderr and "fix:" in proc.stderr
+
+
+@pytest.mark.parametrize("listing, asked, sent", [
+    ({"data": [{"id": "full8", "aliases": ["prod"]}]}, None, "full8"),  # the server's only model
+    ({"data": [{"id": "full8", "aliases": ["prod"]}]}, "prod", "prod"),  # an alias it answers to
+    ({"data": [{"id": "a"}, {"id": "b"}]}, "b", "b"),
+    (None, None, "default"),  # no /v1/models: a server that ignores `model`
+    (None, "mine", "mine"),
+    ({"data": [{"id": "a"}, {"id": "b"}]}, None, "serves 2 models (a, b)"),
+    ({"data": [{"id": "a"}]}, "nope", "does not serve 'nope'"),
+])
+def test_eval_endpoint_requests_the_served_model(listing, asked, sent):
+    from dsft.errors import UserError
+    from dsft.eval.endpoint import served_model
+
+    try:
+        assert served_model(listing, asked, "http://h") == sent
+    except UserError as e:
+        assert sent in e.message and "--served-model" in e.fix

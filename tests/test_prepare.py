@@ -149,3 +149,33 @@ def test_the_one_pass_split_writes_the_exact_stratified_split(tmp_path, monkeypa
     assert again.dataset_id == res.dataset_id
     assert not list((tmp_path / "ds").glob("*.tmp"))
     assert outcomes == [not forced_fallback] * 2
+
+
+def test_validate_speaks_the_users_layout_and_reads_a_prepared_folder(tmp_path):
+    """Issue 13: the table shows each finding's precise message at the user's own position
+    (`conversations[1]`, not the converted `messages[2]`); usable rows are counted with and without
+    the duplicates `prepare` drops; a folder `prepare` wrote validates as its train/validation."""
+    def row(k: int, **turn) -> dict:
+        turns = [{"from": "human", "value": f"book room {k}"}, {"from": "gpt", "value": f"Booked room {k}."}]
+        if turn:
+            turns[1] = turn
+        return {"system": "You book rooms.", "conversations": turns}
+
+    rows = [row(k) for k in range(40)] + [row(0), row(1)]  # two duplicates
+    rows += [row(90, **{"from": "narrator", "value": "x"}), row(91, **{"from": "gpt", "value": ""})]
+    data = tmp_path / "rooms.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    said = " ".join(run_dsft("data", "validate", data.name, cwd=tmp_path, check=1).stdout.split())
+    assert "44 records read: 42 usable (40 once the 2 duplicates are dropped, as `data prepare` does)" in said
+    assert "conversations[1].from is 'narrator'; use human, gpt" in said
+    assert "rooms.jsonl:44: conversations[1] (assistant) has no content" in said, "the user's position, not messages[2]"
+
+    run_dsft("data", "prepare", data, "--out", tmp_path / "ds", check=0)
+    assert (tmp_path / "ds" / "rejects.jsonl").stat().st_size and (tmp_path / "ds" / "report.json").exists()
+    proc = run_dsft("data", "validate", tmp_path / "ds", check=0)
+    said = " ".join(proc.stdout.split())
+    assert "is a prepared dataset: reading train.jsonl and validation.jsonl" in said
+    assert "40 records read: 40 usable" in said and "unknown_layout" not in said
+    checked = json.loads(run_dsft("data", "validate", tmp_path / "ds", "--json", check=0).stdout)
+    assert checked["counts"]["read"] == 40 and checked["layouts"] == {"chat": 40}

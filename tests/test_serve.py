@@ -67,8 +67,8 @@ def tools() -> list[dict]:
 
 class Server:
     def __init__(self, home: Path, *args: str, env: dict | None = None):
-        self.proc, self.url, self.port = start_dsft(["serve", *args], home, env or {},
-                                                    home.parent / f"serve-{free_port()}.log", timeout=120)
+        self.log = home.parent / f"serve-{free_port()}.log"
+        self.proc, self.url, self.port = start_dsft(["serve", *args], home, env or {}, self.log, timeout=120)
 
     def client(self, key: str = "unused") -> openai.OpenAI:
         return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0, timeout=120)
@@ -95,7 +95,11 @@ def serve(tmp_path):
 def test_openai_client_chat_stream_and_tool_round_trip(serve, trained_run):
     server = serve("-m", str(trained_run), "--no-registry")
     c = server.client()
-    assert "run" in [m.id for m in c.models.list().data]
+    listed = c.models.list().data
+    assert [m.id for m in listed] == ["run"], "one entry per model, not one per name it answers to"
+    assert listed[0].model_extra["aliases"] == sorted([str(trained_run), "prod"])
+    said = " ".join(server.log.read_text().split())
+    assert f"dsft serve on {server.url}/v1" in said and "models: run (also" in said and "no API key" in said
     plain = c.chat.completions.create(model="run", messages=[{"role": "user", "content": "Say hello"}], max_tokens=12)
     assert plain.choices[0].message.role == "assistant" and isinstance(plain.choices[0].message.content, str)
     assert plain.usage.completion_tokens <= 12 and plain.usage.prompt_tokens > 0
@@ -398,3 +402,19 @@ def test_the_gateway_never_invents_a_tool_and_tool_choice_none_writes_text(tiny_
         assert not none["message"].get("tool_calls") and none["message"]["content"].strip(), none
     finally:
         asyncio.run(backend.close())
+
+
+@pytest.mark.parametrize("routes, listing", [
+    ({"full8": ["full8"], "prod": ["full8"], "runs/full8": ["full8"]}, [("full8", ["prod", "runs/full8"])]),
+    ({"a": ["a"], "b": ["b"], "prod": ["a"]}, [("a", ["prod"]), ("b", [])]),
+    ({"lightdom:2": ["lightdom:2"], "prod": ["lightdom:1", "lightdom:2"], "lightdom": ["lightdom:1", "lightdom:2"],
+      "lightdom:1": ["lightdom:1"]},  # a canary on prod: its own entry, under the first name that routes to it
+     [("lightdom", ["prod"]), ("lightdom:1", []), ("lightdom:2", [])]),
+])
+def test_v1_models_lists_each_served_model_once_with_its_aliases(routes, listing):
+    from dsft.serve.router import Route, Table, Variant
+
+    table = Table({name: Route(name, tuple(Variant("live" if k == 0 else "canary", key, 1.0)
+                                           for k, key in enumerate(keys)))
+                   for name, keys in routes.items()})
+    assert table.listing() == listing

@@ -17,7 +17,8 @@ from dsft.api import errors, finetuning, resources, serving
 from dsft.api.safety import install_key_check
 
 
-def create_app(worker: bool = True, concurrency: int = 1) -> FastAPI:
+def create_app(worker: bool = True, concurrency: int = 1, on_ready=None) -> FastAPI:
+    """`on_ready()` is called once the database is migrated (the CLI prints where to connect)."""
     state: dict = {}
 
     @asynccontextmanager
@@ -33,6 +34,8 @@ def create_app(worker: bool = True, concurrency: int = 1) -> FastAPI:
             thread = threading.Thread(target=w.run, args=(stop,), name="dsft-worker", daemon=True)
             thread.start()
             state.update(stop=stop, thread=thread, worker=w)
+        if on_ready:
+            on_ready()
         yield
         if worker:
             state["stop"].set()

@@ -9,6 +9,7 @@ from typing import Optional
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dsft.data.checks import Limits
@@ -53,8 +54,14 @@ def validate(
     as_json: bool = typer.Option(False, "--json", help="Print every finding as JSON."),
 ) -> None:
     """Check every record; exit 0 when no row has errors, 1 when some do, 2 when an input cannot be read."""
+    from dsft.data.sources import prepared_examples
     from dsft.data.validate import validate as run
 
+    for path in inputs:
+        kept = prepared_examples(path) if path.is_dir() else None
+        if kept is not None and not as_json:
+            console.print(f"{path} is a prepared dataset: reading {' and '.join(p.name for p in kept) or 'nothing'} "
+                          "(rejects.jsonl and duplicates.jsonl hold what `data prepare` set aside)", highlight=False)
     try:
         result = run(inputs, _options(fmt, tools, tokenizer, min_tokens, max_tokens))
     except InputError as e:
@@ -67,9 +74,11 @@ def validate(
         sys.stdout.write(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         t = result.tally
-        console.print(f"[bold]{t.read}[/] records read: [green]{t.read - t.rejected} usable[/], "
-                      f"[red]{t.rejected} with errors[/], {t.duplicates} duplicates; "
-                      f"{t.errors} errors, {t.warnings} warnings")
+        usable = t.read - t.rejected
+        once = f" ({usable - t.duplicates} once the {t.duplicates} duplicates are dropped, as `data prepare` does)" \
+            if t.duplicates else ""
+        console.print(f"[bold]{t.read}[/] records read: [green]{usable} usable[/]{once}, "
+                      f"[red]{t.rejected} with errors[/]; {t.errors} errors, {t.warnings} warnings")
         print_findings(result.tally.findings_summary())
     raise typer.Exit(result.exit_code)
 
@@ -79,11 +88,12 @@ def print_findings(summary: dict) -> None:
         console.print("[green]No findings.[/]")
         return
     table = Table(show_lines=False)
-    for col in ("code", "tier", "count", "first rows", "fix"):
+    for col in ("code", "tier", "count", "first rows: what is wrong", "fix"):
         table.add_column(col, overflow="fold")
     for code, f in summary.items():
         tier = "[red]error[/]" if f["severity"] == "error" else "[yellow]warning[/]"
-        table.add_row(code, tier, str(f["count"]), "\n".join(f["first"]), f["fix"])
+        rows = [f"{where}: {said}" for where, said in zip(f["first"], f.get("said") or [""] * len(f["first"]))]
+        table.add_row(code, tier, str(f["count"]), escape("\n".join(rows)), f["fix"])
     console.print(table)
 
 

@@ -39,6 +39,9 @@ def fit_line(fit: dict) -> str:
 def evaluate(ctx: typer.Context,
              model: Optional[str] = typer.Option(None, "--model", help="Run folder or model folder."),
              endpoint: Optional[str] = typer.Option(None, "--endpoint", help="OpenAI-compatible server URL instead of --model."),
+             served_model: Optional[str] = typer.Option(None, "--served-model",
+                                                        help="With --endpoint: the model name to request "
+                                                             "(default: the server's only model)."),
              data: Optional[list[str]] = typer.Option(None, "--data", help="Evaluation data, any layout."),
              limit: Optional[int] = typer.Option(None, "--limit"),
              max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Default: room for the longest reference turn."),
@@ -63,7 +66,8 @@ def evaluate(ctx: typer.Context,
         from dsft.eval.endpoint import evaluate_endpoint
         from dsft.train.trainer import load_conversations
 
-        scored = evaluate_endpoint(endpoint, load_conversations(data)[0], max_new_tokens=max_new_tokens, limit=limit)
+        scored = evaluate_endpoint(endpoint, load_conversations(data)[0], served_model, max_new_tokens=max_new_tokens,
+                                   limit=limit)
         _print(scored.summary(), as_json)
         return
     import torch

@@ -43,7 +43,29 @@ def api(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Optio
             raise UserError(f"refusing to listen on {host} without an API key",
                             "set DSFT_API_KEY (clients send Authorization: Bearer <key>), or use --host 127.0.0.1")
         console.print("[yellow]DSFT_API_KEY is not set: listening on loopback only, without authentication[/]")
-    uvicorn.run(create_app(worker=worker, concurrency=concurrency), host=host, port=port, log_level="warning")
+
+    def ready() -> None:
+        from dsft.home import dsft_home
+        from dsft.registry import db
+
+        console.print(f"dsft api on {_url(host, port)} (docs {_url(host, port)}/docs): {_key_said()}; home "
+                      f"{dsft_home()}, database {db.engine().url.render_as_string()}"
+                      + (f"; running jobs here, {concurrency} at a time" if worker else "; jobs need `dsft worker`"),
+                      highlight=False, soft_wrap=True)
+
+    uvicorn.run(create_app(worker=worker, concurrency=concurrency, on_ready=ready), host=host, port=port,
+                log_level="warning")
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _key_said() -> str:
+    from dsft.api.safety import api_key
+
+    return "API key required (DSFT_API_KEY; clients send Authorization: Bearer <key>)" if api_key() \
+        else "no API key (loopback only)"
 
 
 def worker(concurrency: int = typer.Option(1, "--concurrency", min=1, help="Jobs run at once."),
@@ -276,8 +298,13 @@ def serve(model: list[str] = typer.Option(..., "--model", "-m",
         engine = VLLMBackend()
     else:
         raise UserError(f"unknown backend {backend!r}", "use --backend hf or --backend vllm")
-    uvicorn.run(create_app(engine, model, target=name, poll=poll, registry=registry), host=host, port=port,
-                log_level="warning")
+    def ready(listing: list[tuple[str, list[str]]]) -> None:
+        served = "; ".join(f"{m}" + (f" (also {', '.join(a)})" if a else "") for m, a in listing)
+        console.print(f"dsft serve on {_url(host, port)}/v1 ({backend} backend, target {name}): {_key_said()}; "
+                      f"models: {served}", highlight=False, soft_wrap=True)
+
+    uvicorn.run(create_app(engine, model, target=name, poll=poll, registry=registry, on_ready=ready), host=host,
+                port=port, log_level="warning")
 
 
 def deploy(ref: str = typer.Argument(..., help="NAME@ALIAS, NAME:VERSION, or a finished run folder"),

@@ -16,6 +16,7 @@ row shows all its problems at once; a row with any error is rejected by the call
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,18 @@ from dsft.errors import UserError
 
 Err = Callable[[str, str], None]
 LAYOUTS = ("chat", "sharegpt", "instruction", "completion", "text")
+# A converter whose messages do not stand at the same index in the user's record puts, under this
+# key, where each one came from ("conversations[1]"); the scanner takes it out and names those.
+POSITIONS = "_positions"
+_MESSAGE_AT = re.compile(r"\bmessages\[(\d+)\]")
+
+
+def in_user_terms(message: str, positions: list[str] | None) -> str:
+    """`messages[2] ...` (the converted conversation) as `conversations[1] ...` (the user's record)."""
+    if not positions:
+        return message
+    return _MESSAGE_AT.sub(lambda m: positions[int(m.group(1))] if int(m.group(1)) < len(positions) else m.group(0),
+                           message)
 _REQUIRED = {"chat": ("messages",), "sharegpt": ("conversations",), "instruction": ("instruction",),
              "completion": ("prompt", "completion"), "text": ("text",)}
 _LAYOUT_KEYS = frozenset({"messages", "conversations", "instruction", "input", "output", "history", "system", "prompt",
@@ -281,8 +294,10 @@ def _sharegpt(record: dict[str, Any], err: Err, tools_fn) -> dict | None:
         err("invalid_field", f"conversations must be a list, not {type_name(turns)}")
         return None
     out: list[dict] = []
+    positions: list[str] = []  # where each message stands in the user's record, for the checks' messages
     if isinstance(record.get("system"), str) and record["system"].strip():
         out.append({"role": "system", "content": record["system"]})
+        positions.append("system")
     pending: list[dict] = []
     for i, turn in enumerate(turns):
         where = f"conversations[{i}]"
@@ -308,7 +323,8 @@ def _sharegpt(record: dict[str, Any], err: Err, tools_fn) -> dict | None:
         if turn.get("weight") is not None:
             msg["weight"] = turn["weight"]
         out.append(msg)
-    conv: dict[str, Any] = {"messages": out}
+        positions.append(where)
+    conv: dict[str, Any] = {"messages": out, POSITIONS: positions}
     tools = tools_fn(record.get("tools"), None, err)
     if tools is not None:
         conv["tools"] = tools

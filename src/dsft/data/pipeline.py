@@ -157,6 +157,11 @@ class Scanner:
         row.layout, conv = layouts.convert(data, err, self.opts.format, self._tools)
         if conv is None:
             return row
+        positions = conv.pop(layouts.POSITIONS, None)
+        if positions:
+            def err(code: str, message: str) -> None:  # noqa: F811 (the checks name the user's own positions)
+                row.add(Finding(code, layouts.in_user_terms(message, positions), record.file, record.line))
+
         if self._attached is not None and "tools" not in conv:
             conv["tools"], self._toolset = self._attached.tools, self._attached
             for code, message in self._attached.problems:

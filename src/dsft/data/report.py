@@ -22,6 +22,7 @@ class Tally:
     layouts: Counter = field(default_factory=Counter)
     code_counts: Counter = field(default_factory=Counter)
     code_first: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    code_said: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # their precise messages
     code_rows: Counter = field(default_factory=Counter)  # rows carrying the code (a row counts once)
     tools: Counter = field(default_factory=Counter)
     files: Counter = field(default_factory=Counter)
@@ -33,6 +34,7 @@ class Tally:
         self.code_counts[f.code] += 1
         if len(self.code_first[f.code]) < FIRST_N:
             self.code_first[f.code].append(f.where())
+            self.code_said[f.code].append(f.message)
         if CODES[f.code].fatal:
             self.fatal = True
 
@@ -70,7 +72,8 @@ class Tally:
     def findings_summary(self) -> dict[str, dict[str, Any]]:
         order = sorted(self.code_counts, key=lambda c: (CODES[c].severity != "error", -self.code_counts[c], c))
         return {c: {"severity": CODES[c].severity, "count": self.code_counts[c], "rows": self.code_rows[c],
-                    "title": CODES[c].title, "fix": CODES[c].fix, "first": self.code_first[c]} for c in order}
+                    "title": CODES[c].title, "fix": CODES[c].fix, "first": self.code_first[c],
+                    "said": self.code_said[c]} for c in order}
 
     def token_stats(self) -> dict[str, Any]:
         if not self.tokens:

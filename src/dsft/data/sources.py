@@ -73,7 +73,10 @@ def discover(paths: Iterable[str | Path]) -> list[InputFile]:
         if not path.exists():
             problems.append(Finding("file_not_found", "the path does not exist", str(path)))
         elif path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED)
+            found = prepared_examples(path)
+            if found is None:
+                found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED
+                               and not _side_file(p))
             if not found:
                 problems.append(Finding("unsupported_file", f"the folder holds no {', '.join(sorted(SUPPORTED))} files",
                                         str(path)))
@@ -84,6 +87,30 @@ def discover(paths: Iterable[str | Path]) -> list[InputFile]:
     if problems:
         raise InputError(problems)
     return files
+
+
+PREPARED_EXAMPLES = ("train.jsonl", "validation.jsonl")  # what `data prepare` keeps; the rest it set aside
+SIDE_FILES = ("report.json", "rejects.jsonl", "duplicates.jsonl")
+
+
+def prepared_examples(folder: Path) -> list[Path] | None:
+    """A `dsft data prepare` folder's usable examples (train and validation; an empty validation is
+    a dataset too small to split), or None when `folder` is not one (no report.json of dsft's)."""
+    report = folder / "report.json"
+    if not report.is_file() or not (folder / "train.jsonl").is_file():
+        return None
+    try:
+        if "dataset_id" not in orjson.loads(report.read_bytes()):
+            return None
+    except (OSError, orjson.JSONDecodeError, TypeError):
+        return None
+    return [p for p in (folder / name for name in PREPARED_EXAMPLES) if p.is_file() and p.stat().st_size]
+
+
+def _side_file(path: Path) -> bool:
+    """A file dsft writes beside a prepared dataset (in a folder that holds one, below the one given)."""
+    return path.name in SIDE_FILES + PREPARED_EXAMPLES and prepared_examples(path.parent) is not None \
+        and path not in prepared_examples(path.parent)
 
 
 def _sniff(path: Path, files: list[InputFile], problems: list[Finding]) -> None:

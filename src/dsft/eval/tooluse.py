@@ -232,6 +232,9 @@ def load_for_eval(path: str):
     from dsft.errors import UserError
     from dsft.train.targets import exact_targets
 
+    from dsft.model.locate import locate
+
+    path = locate(path)
     folder = Path(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
@@ -239,7 +242,7 @@ def load_for_eval(path: str):
         if adapter.exists():
             from peft import PeftModel
 
-            base_name = json.loads(adapter.read_text())["base_model_name_or_path"]
+            base_name = locate(json.loads(adapter.read_text())["base_model_name_or_path"], f"{path}'s base model")
             base = AutoModelForCausalLM.from_pretrained(base_name, use_safetensors=True, dtype=torch.float32)
             with exact_targets(base):
                 model = PeftModel.from_pretrained(base, path)

@@ -8,6 +8,9 @@ from dsft.errors import UserError
 def load_tokenizer(name: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
+    from dsft.model.locate import locate
+
+    name = locate(name, "tokenizer")
     try:
         return AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
     except Exception as e:  # transformers raises OSError/ValueError/... for a missing or bad tokenizer

@@ -196,12 +196,15 @@ class Gateway:
 
 
 def create_app(backend: Backend, refs: list[str], target: str = "prod", poll: float = 1.0,
-               registry: bool = True) -> FastAPI:
+               registry: bool = True, on_ready=None) -> FastAPI:
+    """`on_ready(listing)` is called once the models are loaded (the CLI prints where to connect)."""
     gw = Gateway(backend, target, poll)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         await gw.serve_refs(refs)
+        if on_ready:
+            on_ready(gw.table.listing())
         task = asyncio.create_task(gw.follow()) if registry else None
         yield
         if task:
@@ -238,8 +241,8 @@ def create_app(backend: Backend, refs: list[str], target: str = "prod", poll: fl
     @app.get("/v1/models")
     def models() -> dict:
         now = int(time.time())
-        return {"object": "list", "data": [{"id": name, "object": "model", "created": now, "owned_by": "dsft"}
-                                           for name in sorted(gw.table.routes)]}
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": now, "owned_by": "dsft",
+                                            "aliases": aliases} for name, aliases in gw.table.listing()]}
 
     @app.post("/v1/chat/completions")
     async def chat(req: chat_api.ChatRequest, request: Request) -> Any:

@@ -257,7 +257,9 @@ class HFBackend:
         if adapter_cfg.exists():
             from peft import PeftModel
 
-            base = json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
+            from dsft.model.locate import locate
+
+            base = locate(json.loads(adapter_cfg.read_text())["base_model_name_or_path"], f"{folder}'s base model")
             holder = self._bases.get(base)
             if holder is None:
                 model = AutoModelForCausalLM.from_pretrained(base, use_safetensors=True, dtype=torch.float32)

@@ -50,5 +50,19 @@ class Table:
             routes[name] = Route(name, route.variants, route.salt, route.ab_test)
         return Table(routes)
 
+    def listing(self) -> list[tuple[str, list[str]]]:
+        """(id, aliases) per distinct thing served: names that route to the same variants are one
+        model, listed under its backend name (e.g. `full8`) with the others (`prod`, `runs/full8`) as
+        its aliases; a canary or an A/B test is its own entry, under the route's name."""
+        groups: dict[tuple, list[str]] = {}
+        for name, r in self.routes.items():
+            groups.setdefault((r.variants, r.salt), []).append(name)
+        out = []
+        for (variants, _), names in groups.items():
+            keys = {v.key for v in variants}
+            primary = next((n for n in sorted(names) if n in keys), sorted(names)[0])
+            out.append((primary, sorted(n for n in names if n != primary)))
+        return sorted(out)
+
     def keys(self) -> set[str]:
         return {v.key for r in self.routes.values() for v in r.variants}

@@ -18,6 +18,7 @@ about 1 GB in practice.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from torch import nn
 
@@ -44,11 +45,20 @@ def _meta_model(name_or_path: str, trust_remote_code: bool = False):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    try:
-        config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-    except Exception as e:  # OSError/ValueError for missing or unreachable configs
-        raise UserError(f"cannot read the config of {name_or_path!r}: {str(e).splitlines()[0]}",
-                        "give a model folder or an id your machine can reach") from None
+    from dsft.model.locate import offline_fix
+    from dsft.model.shapes import shipped
+
+    config = None if Path(name_or_path).expanduser().is_dir() else shipped(name_or_path)
+    if config is None:  # a folder, or an id dsft ships no shape for: its own config.json
+        from dsft.model.locate import locate
+
+        name_or_path = locate(name_or_path, "--model")
+        try:
+            config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+        except Exception as e:  # OSError/ValueError for missing or unreachable configs
+            raise UserError(f"cannot read the config of {name_or_path!r}: {str(e).splitlines()[0]}",
+                            "give a model folder holding config.json" if Path(name_or_path).is_dir()
+                            else offline_fix(name_or_path)) from None
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code), config
 

@@ -70,6 +70,9 @@ def load_model(cfg: TrainConfig):
     name = cfg.model.name_or_path
     if cfg.model.init_from and not (Path(cfg.model.init_from) / "adapter_config.json").exists():
         name = cfg.model.init_from  # warm start from a full finetune: its weights and tokenizer
+    from dsft.model.locate import locate
+
+    name = locate(name, "model.name_or_path" if name == cfg.model.name_or_path else "model.init_from")
     quant = quantization_config(cfg.method)
     extra = {"quantization_config": quant, "device_map": "cuda" if torch.cuda.is_available() else "cpu"} if quant else {}
     try:
