@@ -46,3 +46,16 @@ def test_demo_walks_every_phase_through_the_api(tmp_path):
         mv = store.resolve(s, "lightdom@champion")
         assert mv.version == 1 and mv.dataset_id
     db.dispose()
+
+
+def test_model_tiny_again_says_where_it_is_and_reuses_it(tmp_path):
+    """Issue 13: right after `make demo`, the README's `dsft model tiny` found the folder taken and
+    failed; the same build again is reused (exit 0, with the --model to pass), another is refused."""
+    out = tmp_path / "m"
+    run_dsft("model", "tiny", "--out", out, check=0)
+    weights = (out / "model.safetensors").read_bytes()
+    said = " ".join(run_dsft("model", "tiny", "--out", out, check=0).stdout.split())
+    assert f"already built: {out}" in said and f"--model {out}" in said
+    assert (out / "model.safetensors").read_bytes() == weights
+    said = " ".join(run_dsft("model", "tiny", "--out", out, "--seed", "3", check=2).stderr.split())
+    assert "built with other options" in said and "--force" in said and f"--model {out}" in said

@@ -56,3 +56,38 @@ def test_a_cached_hub_id_loads_offline_without_retrying(tmp_path, offline, tiny_
     proc, seconds = dsft("estimate", "--model", "acme/tiny", "--method", "lora", "--json", env=offline)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["params"] == 1_746_432 and seconds < 30
+
+
+# Parameter counts of the shipped shapes, built on the meta device. Each shape is the official
+# config.json's sizes (sources in src/dsft/model/shapes/*.json); the counts agree with the sizes
+# DeepSeek publishes: V2-Lite 15.7B, V3 671B (without its MTP layer), V4-Flash 284B, coder 1.3/6.7/33B,
+# R1 distills 1.5B/7B (Qwen2.5 bases: 1.78B and 7.62B with embeddings).
+@pytest.mark.parametrize("model, params", [
+    ("deepseek-ai/DeepSeek-V2-Lite", 15_706_484_224),
+    ("deepseek-ai/deepseek-coder-1.3b-instruct", 1_346_471_936),
+    ("deepseek-ai/deepseek-coder-6.7b-instruct", 6_740_512_768),
+    ("deepseek-ai/deepseek-coder-33b-instruct", 33_342_991_360),
+    ("deepseek-ai/DeepSeek-V3", 671_026_404_352),
+    ("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", 1_777_088_000),
+    ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", 7_615_616_512),
+    ("deepseek-ai/DeepSeek-V4-Flash", 284_332_230_231),
+])
+def test_the_guides_models_estimate_offline_from_shipped_shapes(model, params, monkeypatch):
+    from huggingface_hub import constants
+
+    from dsft.model import shapes
+    from dsft.train.estimate import estimate
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # any network use would fail
+    assert model in shapes.ids()
+    est = estimate(model, "qlora")
+    assert est.params == params and est.trainable > 0
+
+
+def test_the_guides_shipped_configs_estimate_offline_in_seconds(tmp_path, offline):
+    """`dsft estimate` on a shipped config's model (configs/deepseek-v2-lite-lora.yaml) took 52 s offline."""
+    import yaml
+
+    name = yaml.safe_load(open("configs/deepseek-v2-lite-lora.yaml"))["model"]["name_or_path"]
+    proc, seconds = dsft("estimate", "--model", name, "--json", env=offline)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["params"] == 15_706_484_224 and seconds < 20

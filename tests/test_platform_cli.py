@@ -36,10 +36,12 @@ def test_models_list_show_diff_alias(tmp_path):
 def test_jobs_list_show_cancel(tmp_path):
     job_id = jobs.submit("prepare", {"inputs": []})
     db.dispose()
-    assert job_id in run_dsft("jobs", "list", check=0).stdout
-    assert "was queued" in run_dsft("jobs", "cancel", job_id, check=0).stdout
-    shown = run_dsft("jobs", "show", job_id, check=0).stdout
-    assert '"status": "cancelled"' in shown and "status" in shown
+    listed = run_dsft("jobs", "list", check=0).stdout
+    assert job_id[:8] in listed and job_id not in listed, "ids shown as short as git's, whole in any width"
+    assert "was queued" in run_dsft("jobs", "cancel", job_id[:8], check=0).stdout  # the prefix the list shows
+    shown = run_dsft("jobs", "show", job_id[:8], check=0).stdout
+    assert '"status": "cancelled"' in shown and job_id in shown
+    assert "no job abc" in run_dsft("jobs", "show", "abc", check=1).stderr
 
 
 @pytest.mark.slow

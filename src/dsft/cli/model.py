@@ -40,7 +40,16 @@ def tiny(out: Path = typer.Option(None, "--out", help="Folder to write (default:
     get(family)  # an unknown family is a UserError listing them, before anything is written
     out = out or dsft_home() / "models" / f"tiny-{arch}"
     if out.exists() and any(out.iterdir()) and not force:
-        raise UserError(f"{out} already exists", "pass --force to rebuild it, or choose another --out")
+        built = _built(out)
+        wanted = {"arch": arch, "seed": seed, "family": family, "tokenizer": "corpus" if corpus else "deepseek-merges",
+                  "copy_circuit": arch == "deepseek_v3" and not random_init, "tied": tied}
+        if built is not None and not corpus and vocab_size == 8192 and built == wanted:
+            console.print(f"already built: {out} ({arch}, seed {seed}, {family} format); use it as "
+                          f"`--model {out}` (--force rebuilds it)", highlight=False)
+            return
+        what = "a tiny model built with other options" if built is not None else "files that are not a tiny model"
+        raise UserError(f"{out} already holds {what}", f"pass --force to rebuild it, or choose another --out; "
+                        f"to reuse it, give `--model {out}` to the next command")
     for f in corpus or ():
         if not f.exists():
             raise UserError(f"--corpus {f} does not exist", "give the training files to fit the tokenizer to")
@@ -50,3 +59,14 @@ def tiny(out: Path = typer.Option(None, "--out", help="Folder to write (default:
     tokenizer = "fitted to " + ", ".join(map(str, corpus)) if corpus else "cut from DeepSeek's vocabulary"
     start = "copy circuit" if json.loads((path / "config.json").read_text())["dsft_tiny"]["copy_circuit"] else "random init"
     console.print(f"tiny {arch} model (seed {seed}, {start}, {vocab_size} tokens, {tokenizer}, {family} format) -> {path}")
+
+
+def _built(folder: Path) -> dict | None:
+    """What `dsft model tiny` recorded in `folder`'s config, or None if it holds no tiny model."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if "dsft_tiny" not in config:
+        return None
+    return {**config["dsft_tiny"], "tied": bool(config.get("tie_word_embeddings"))}

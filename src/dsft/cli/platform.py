@@ -95,15 +95,17 @@ def jobs_list(status: str = typer.Option(None, "--status"), limit: int = typer.O
 
     table = Table("id", "kind", "status", "attempt", "created", "error")
     for j in jobs.listing(status, None, limit):
-        table.add_row(j.id, j.kind, j.status, str(j.attempt), j.created.strftime("%Y-%m-%d %H:%M:%S"),
+        table.add_row(j.id[:jobs.SHORT_ID], j.kind, j.status, str(j.attempt), j.created.strftime("%Y-%m-%d %H:%M:%S"),
                       escape((j.error or "")[:60]))
     console.print(table)
 
 
 @jobs_app.command("show")
-def jobs_show(job_id: str, events: bool = typer.Option(True, "--events/--no-events")) -> None:
+def jobs_show(job_id: str = typer.Argument(..., help="The id, or a unique prefix (as `jobs list` shows)."),
+              events: bool = typer.Option(True, "--events/--no-events")) -> None:
     from dsft.registry import jobs
 
+    job_id = jobs.full_id(job_id)
     console.print_json(json.dumps(jobs.job_dict(jobs.get(job_id))))
     if events:
         for e in jobs.events(job_id):
@@ -111,9 +113,10 @@ def jobs_show(job_id: str, events: bool = typer.Option(True, "--events/--no-even
 
 
 @jobs_app.command("cancel")
-def jobs_cancel(job_id: str) -> None:
+def jobs_cancel(job_id: str = typer.Argument(..., help="The id, or a unique prefix.")) -> None:
     from dsft.registry import jobs
 
+    job_id = jobs.full_id(job_id)
     console.print(f"{job_id}: was {jobs.cancel(job_id)}")
 
 

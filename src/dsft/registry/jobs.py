@@ -132,6 +132,23 @@ def cancel(job_id: str, url: str | None = None) -> str:
         return before
 
 
+SHORT_ID = 8  # characters of a job id that `dsft jobs list` shows (unique prefixes are accepted, as git does)
+
+
+def full_id(prefix: str, url: str | None = None) -> str:
+    """The job id that `prefix` starts (the whole id, or a unique prefix of at least 4 characters)."""
+    with db.session(url) as s:
+        if s.get(Job, prefix) is not None:
+            return prefix
+        found = [] if len(prefix) < 4 else list(s.scalars(select(Job.id).where(Job.id.startswith(prefix)).limit(6)))
+    if not found:
+        raise UserError(f"no job {prefix}", "see `dsft jobs list` (give at least 4 characters of an id)", exit_code=1)
+    if len(found) > 1:
+        raise UserError(f"{prefix} starts {'more than 5' if len(found) > 5 else len(found)} job ids: "
+                        f"{', '.join(found[:5])}", "give more characters", exit_code=1)
+    return found[0]
+
+
 def get(job_id: str, url: str | None = None) -> Job:
     with db.session(url) as s:
         job = s.get(Job, job_id)

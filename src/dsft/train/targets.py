@@ -24,6 +24,11 @@ PRESETS: dict[str, list[str]] = {
                     "gate_proj", "up_proj", "down_proj"],
 }
 PRESETS["deepseek_v2"] = PRESETS["deepseek_v3"]
+# V4: the main attention's low-rank query, shared-KV MQA projection and output (o_a_proj is a grouped
+# linear that plain LoRA would apply across groups: left out) and the shared experts; the CSA/HCA
+# compressors and the indexer keep their weights (`PRESET_SKIPS`).
+PRESETS["deepseek_v4"] = ["q_a_proj", "q_b_proj", "kv_proj", "o_b_proj", "gate_proj", "up_proj", "down_proj"]
+PRESET_SKIPS: dict[str, tuple[str, ...]] = {"deepseek_v4": (".compressor.",)}
 PRESETS["mistral"] = PRESETS["llama"]
 NEVER = ("mlp.gate",)  # the MoE router is never trained
 
@@ -47,6 +52,8 @@ def resolve(model: nn.Module, requested: list[str] | str = "auto") -> list[str]:
             raise UserError(f"no LoRA preset for architecture {arch!r}",
                             f"name target modules with --targets; this model has: {', '.join(sorted(available))}")
         wanted = [t for t in PRESETS[arch] if t in available]
+        skips = PRESET_SKIPS.get(arch, ())
+        return sorted(name for t in wanted for name in available[t] if not any(s in f".{name}." for s in skips))
     else:
         wanted = list(requested)
         missing = [t for t in wanted if t not in available]
