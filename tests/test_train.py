@@ -482,3 +482,29 @@ def test_pad_equal_to_eos_is_replaced_by_a_pad_token_from_the_vocabulary(tiny_to
                                    eos_token="</s>", pad_token="</s>")
     with pytest.raises(UserError, match="no pad token distinct from EOS"):
         ensure_distinct_pad(bare, "m")
+
+
+def test_loss_plot_shows_a_single_evaluation():
+    """Issue 13: a run with one evaluation drew no accuracy line (a line needs two points)."""
+    import matplotlib.pyplot as plt
+
+    from dsft.train.report import figure
+
+    lines = [{"step": 10, "loss": 2.0}, {"step": 20, "loss": 1.5, "eval_loss": 1.6, "eval_tool_name_accuracy": 0.5,
+                                         "eval_tool_args_exact_match": 0.25}]
+    fig = figure(lines)
+    drawn = {line.get_label(): line for a in fig.axes for line in a.get_lines()}
+    plt.close(fig)
+    for label in ("eval loss", "tool names", "exact arguments"):
+        assert len(drawn[label].get_xdata()) == 1 and drawn[label].get_marker() not in (None, "None", ""), label
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU path: with a GPU, QLoRA is what it is for")
+def test_qlora_on_cpu_says_once_why_it_is_slow_and_nothing_the_user_cannot_act_on(tmp_path, tiny_model):
+    run_dsft("data", "generate", "-n", "24", "--seed", "2", "--out", tmp_path / "d.jsonl", check=0)
+    err = run_dsft("train", "--model", tiny_model, "--train", tmp_path / "d.jsonl", "--method", "qlora", "--epochs", "1",
+                   "--out", tmp_path / "run", check=0).stderr
+    said = " ".join(err.split())
+    assert said.count("QLoRA without a CUDA GPU") == 1 and "slower than --method lora" in said
+    assert "gemm_4bit_forward" not in err and "FutureWarning" not in err

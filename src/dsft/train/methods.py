@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
 from typing import Any
@@ -26,6 +28,9 @@ def quantization_config(method: str) -> Any | None:
     """BitsAndBytesConfig for QLoRA (the guide's section 3.2.2 settings), None otherwise."""
     if method != "qlora":
         return None
+    # bitsandbytes logs, on every CPU run, that an optional kernel package is missing: nothing the user
+    # can act on (the preset's warning says once why QLoRA on a CPU is slow).
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     try:
         import bitsandbytes  # noqa: F401
         import torch
@@ -45,6 +50,9 @@ def wrap(model, cfg):
 
     from dsft.train.targets import check_adapted, exact_targets, resolve
 
+    # peft asks the model for `is_gradient_checkpointing`, which transformers 5 deprecates: a FutureWarning
+    # at every run that the user cannot act on (the trainer reports the method's real costs instead).
+    warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
     if cfg.method == "qlora":
         from peft import prepare_model_for_kbit_training
 

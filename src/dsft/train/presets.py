@@ -54,6 +54,17 @@ ADAPTER_ON_RANDOM = ("adapters on a random-init base learn little: the base has 
                      "tiny preset does) or give a pretrained base")
 
 
+QLORA_ON_CPU = ("QLoRA without a CUDA GPU runs its 4-bit matmuls on bitsandbytes' CPU fallback: slower than "
+                "--method lora, which fits in memory wherever a model small enough for a CPU does. QLoRA is "
+                "for fitting a large model on a GPU")
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 @dataclass
 class Preset:
     """Dotted defaults for a run, what they are named after, and what to tell the user about them."""
@@ -81,6 +92,8 @@ def defaults(name_or_path: str | None, method: str | None, rank: str | None = No
         out, source = {"method": method, **METHOD_DEFAULTS[method]}, f"the {method} defaults (guide 5.2.1)"
         if tiny and method != "full":
             warnings.append(f"--method {method} on {name_or_path}: {ADAPTER_ON_RANDOM}")
+        if method == "qlora" and not _cuda():
+            warnings.append(QLORA_ON_CPU)
     if rank is not None:
         if out["method"] not in ("lora", "dora", "qlora"):
             why = "the tiny model trains in full" if method is None and tiny else f"method {out['method']} has no rank"

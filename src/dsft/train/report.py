@@ -32,13 +32,24 @@ def write_run_report(run: Path, cfg, result) -> None:
 
 
 def _plot(lines: list[dict], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = figure(lines)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def figure(lines: list[dict]):
+    """Loss and held-out accuracy over steps. Evaluations are drawn as points joined by lines: a run
+    with one evaluation (a short budget) still shows it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([x["step"] for x in lines], [x["loss"] for x in lines], label="train loss")
+    ax.plot([x["step"] for x in lines], [x["loss"] for x in lines], label="train loss",
+            marker="." if len(lines) < 2 else None)
     evals = [x for x in lines if x.get("eval_loss") is not None]
     if evals:
         ax.plot([x["step"] for x in evals], [x["eval_loss"] for x in evals], marker="o", label="eval loss")
@@ -47,8 +58,9 @@ def _plot(lines: list[dict], path: Path) -> None:
     tools = [x for x in lines if x.get("eval_tool_args_exact_match") is not None]
     if tools:
         acc = ax.twinx()
-        acc.plot([x["step"] for x in tools], [x["eval_tool_name_accuracy"] for x in tools], "g--", label="tool names")
-        acc.plot([x["step"] for x in tools], [x["eval_tool_args_exact_match"] for x in tools], "m--",
+        acc.plot([x["step"] for x in tools], [x["eval_tool_name_accuracy"] for x in tools], "g--", marker="s",
+                 label="tool names")
+        acc.plot([x["step"] for x in tools], [x["eval_tool_args_exact_match"] for x in tools], "m--", marker="^",
                  label="exact arguments")
         acc.set_ylim(0, 1)
         acc.set_ylabel("held-out accuracy")
@@ -56,5 +68,4 @@ def _plot(lines: list[dict], path: Path) -> None:
     ax.legend(loc="upper right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
