@@ -407,6 +407,8 @@ def test_the_gateway_never_invents_a_tool_and_tool_choice_none_writes_text(tiny_
 @pytest.mark.parametrize("routes, listing", [
     ({"full8": ["full8"], "prod": ["full8"], "runs/full8": ["full8"]}, [("full8", ["prod", "runs/full8"])]),
     ({"a": ["a"], "b": ["b"], "prod": ["a"]}, [("a", ["prod"]), ("b", [])]),
+    ({"lightdom:1": ["lightdom:1"], "prod": ["lightdom:1"], "lightdom": ["lightdom:1"]},  # after a deployment
+     [("lightdom:1", ["lightdom", "prod"])]),
     ({"lightdom:2": ["lightdom:2"], "prod": ["lightdom:1", "lightdom:2"], "lightdom": ["lightdom:1", "lightdom:2"],
       "lightdom:1": ["lightdom:1"]},  # a canary on prod: its own entry, under the first name that routes to it
      [("lightdom", ["prod"]), ("lightdom:1", []), ("lightdom:2", [])]),
@@ -415,6 +417,6 @@ def test_v1_models_lists_each_served_model_once_with_its_aliases(routes, listing
     from dsft.serve.router import Route, Table, Variant
 
     table = Table({name: Route(name, tuple(Variant("live" if k == 0 else "canary", key, 1.0)
-                                           for k, key in enumerate(keys)))
+                                           for k, key in enumerate(keys)), salt="deployment-1" if name in ("prod", "lightdom") else "")
                    for name, keys in routes.items()})
     assert table.listing() == listing

@@ -29,7 +29,7 @@ from dsft.errors import UserError
 Err = Callable[[str, str], None]
 LAYOUTS = ("chat", "sharegpt", "instruction", "completion", "text")
 # A converter whose messages do not stand at the same index in the user's record puts, under this
-# key, where each one came from ("conversations[1]"); the scanner takes it out and names those.
+# key, where each one came from ("conversations[1]"); `convert` hands them to its caller.
 POSITIONS = "_positions"
 _MESSAGE_AT = re.compile(r"\bmessages\[(\d+)\]")
 
@@ -40,6 +40,8 @@ def in_user_terms(message: str, positions: list[str] | None) -> str:
         return message
     return _MESSAGE_AT.sub(lambda m: positions[int(m.group(1))] if int(m.group(1)) < len(positions) else m.group(0),
                            message)
+
+
 _REQUIRED = {"chat": ("messages",), "sharegpt": ("conversations",), "instruction": ("instruction",),
              "completion": ("prompt", "completion"), "text": ("text",)}
 _LAYOUT_KEYS = frozenset({"messages", "conversations", "instruction", "input", "output", "history", "system", "prompt",
@@ -65,11 +67,13 @@ def detect(record: dict[str, Any]) -> str | None:
 
 
 def convert(record: dict[str, Any], err: Err, layout: str | None = None,
-            tools_fn: Callable[[Any, Any, Err], list | None] | None = None) -> tuple[str | None, dict | None]:
+            tools_fn: Callable[[Any, Any, Err], list | None] | None = None,
+            positions: list[str] | None = None) -> tuple[str | None, dict | None]:
     """Record -> (layout, canonical dict) or (layout, None) when nothing usable remains.
 
     `tools_fn` turns the raw `tools`/`functions` values into declarations; the scanner passes
-    a cached one, because most datasets repeat the same tool list on every row.
+    a cached one, because most datasets repeat the same tool list on every row. `positions`, if
+    given, receives where each message stands in the record when that is not `messages[i]`.
     """
     if layout is None:
         layout = detect(record)
@@ -85,6 +89,9 @@ def convert(record: dict[str, Any], err: Err, layout: str | None = None,
     conv = _CONVERTERS[layout](record, err, tools_fn or tools_from)
     if conv is None:
         return layout, None
+    if positions is not None:
+        positions.extend(conv.get(POSITIONS) or ())
+    conv.pop(POSITIONS, None)
     meta = record.get("metadata")
     if meta is not None and not isinstance(meta, dict):
         err("invalid_field", f"metadata must be an object, not {type_name(meta)}")

@@ -154,10 +154,10 @@ class Scanner:
             err("not_an_object", f"the record is {layouts.type_name(data)}, not an object")
             return row
         self._toolset = NO_TOOLS
-        row.layout, conv = layouts.convert(data, err, self.opts.format, self._tools)
+        positions: list[str] = []
+        row.layout, conv = layouts.convert(data, err, self.opts.format, self._tools, positions)
         if conv is None:
             return row
-        positions = conv.pop(layouts.POSITIONS, None)
         if positions:
             def err(code: str, message: str) -> None:  # noqa: F811 (the checks name the user's own positions)
                 row.add(Finding(code, layouts.in_user_terms(message, positions), record.file, record.line))

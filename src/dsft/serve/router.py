@@ -56,7 +56,8 @@ class Table:
         its aliases; a canary or an A/B test is its own entry, under the route's name."""
         groups: dict[tuple, list[str]] = {}
         for name, r in self.routes.items():
-            groups.setdefault((r.variants, r.salt), []).append(name)
+            # the salt only tells split routes apart (one variant routes the same whatever its salt)
+            groups.setdefault((r.variants, r.salt if len(r.variants) > 1 else ""), []).append(name)
         out = []
         for (variants, _), names in groups.items():
             keys = {v.key for v in variants}
