@@ -161,8 +161,8 @@ class LiveApi:
 
     def __init__(self, home: Path, env: dict[str, str], worker: bool = True):
         self.key = env.get("DSFT_API_KEY")
-        self.proc, self.url, self.port = start_dsft(["api"] + ([] if worker else ["--no-worker"]), home, env,
-                                                    home.parent / f"api-{free_port()}.log")
+        self.log = home.parent / f"api-{free_port()}.log"
+        self.proc, self.url, self.port = start_dsft(["api"] + ([] if worker else ["--no-worker"]), home, env, self.log)
 
     def client(self, key: bool = True, timeout: float = 60):
         import httpx

@@ -25,6 +25,8 @@ def upload(c: httpx.Client, name: str, content: bytes) -> httpx.Response:
 
 def test_every_endpoint_but_health_needs_the_key(live_api):
     api = live_api({"DSFT_API_KEY": "s3cret"}, worker=False)
+    said = " ".join(api.log.read_text().split())  # where to connect, printed on start (issue 13)
+    assert f"dsft api on {api.url} (docs {api.url}/docs): API key required" in said and "jobs need `dsft worker`" in said
     with api.client(key=False) as anon, api.client() as ok:
         assert anon.get("/health").status_code == 200
         assert anon.get("/openapi.json").status_code == 401

@@ -105,7 +105,7 @@ def test_train_then_eval_end_to_end(tmp_path, tiny_model):
     summary = json.loads(run_dsft("eval", "--model", run, "--data", tmp_path / "eval.jsonl", "--json", check=0).stdout)
     assert summary["n"] == 20 and {"parse_rate", "tool_name_accuracy", "tool_args_exact_match"} <= set(summary)
     proc = run_dsft("train", "--model", tiny_model, "--train", tmp_path / "train.jsonl", "--out", run, check=2)
-    assert "already exists" in proc.stderr
+    assert "holds a finished run" in proc.stderr and "--overwrite" in proc.stderr
 
 
 def test_padding_in_a_batch_does_not_change_an_examples_logits(tiny_net):
