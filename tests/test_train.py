@@ -129,6 +129,9 @@ def test_twins_build_and_take_a_lora_step(arch, tmp_path):
     path = build(tmp_path / arch, TinySpec(arch=arch, vocab_size=600, hidden_size=32))
     net = AutoModelForCausalLM.from_pretrained(path)
     assert net.config.model_type == arch
+    from transformers import AutoTokenizer
+
+    assert len(AutoTokenizer.from_pretrained(path)) <= net.config.vocab_size, "every token has an embedding"
     names = resolve(net)
     assert any(n.endswith("self_attn.k_proj") for n in names) and any(n.endswith("mlp.down_proj") for n in names)
     wrapped = get_peft_model(net, LoraConfig(r=4, target_modules=names, task_type="CAUSAL_LM"))

@@ -17,7 +17,7 @@ console = Console()
 
 @app.command()
 def tiny(out: Path = typer.Option(None, "--out", help="Folder to write (default: DSFT_HOME/models/tiny-ARCH)."),
-         arch: str = typer.Option("deepseek_v3", "--arch", help="deepseek_v3 (MLA + MoE), llama or qwen2."),
+         arch: str = typer.Option("deepseek_v3", "--arch", help="deepseek_v3 (MLA + MoE), deepseek_v2 (V2-Lite's MLA + MoE), llama or qwen2."),
          seed: int = typer.Option(0, "--seed"),
          corpus: Optional[list[Path]] = typer.Option(None, "--corpus",
                                                      help="Fit the tokenizer to these training files (any layout "

@@ -100,7 +100,8 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags
 
     with (contextlib.nullcontext() if plain else bar), stop_on_signals() as stop:
         try:
-            result = run(cfg, progress, resume=resume is not None, stop=stop, overwrite=overwrite)
+            result = run(cfg, progress, resume=resume is not None, stop=stop, overwrite=overwrite,
+                         say=lambda note: console.print(f"[yellow]warning:[/] {note}", highlight=False))
         except Interrupted as e:
             bar.stop()
             console.print(f"stopped at step {e.step}: checkpoint {e.checkpoint}; continue with "

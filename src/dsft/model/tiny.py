@@ -14,6 +14,7 @@ seed: two builds with the same seed are byte-identical in weights.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ BOS, EOS, PAD = "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", 
 CHAT_TOKENS = ["<｜User｜>", "<｜Assistant｜>", "<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>",
                "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>", "<｜tool▁outputs▁begin｜>", "<｜tool▁outputs▁end｜>",
                "<｜tool▁output▁begin｜>", "<｜tool▁output▁end｜>", "<｜tool▁sep｜>", "<think>", "</think>"]
-ARCHS = ("deepseek_v3", "llama", "qwen2")
+ARCHS = ("deepseek_v3", "deepseek_v2", "llama", "qwen2")
 
 # One pre-token per letter run, per digit, per whitespace run, per run of JSON structure and per other
 # character. So a value is cut at the same places wherever it stands (in the user's words, inside a
@@ -191,6 +192,14 @@ def build_config(spec: TinySpec, tokenizer):
             n_group=2, topk_group=1, first_k_dense_replace=1, q_lora_rank=64,
             kv_lora_rank=128, qk_rope_head_dim=32, qk_nope_head_dim=64, v_head_dim=64,
             rope_interleave=True, num_mtp_layers=0)
+    if spec.arch == "deepseek_v2":  # V2-Lite's layout: MLA without a query low-rank (q_proj), MoE after layer 0
+        from transformers import DeepseekV2Config
+
+        return DeepseekV2Config(
+            **common, intermediate_size=spec.hidden_size * 3, moe_intermediate_size=spec.hidden_size,
+            num_key_value_heads=spec.heads, n_shared_experts=1, n_routed_experts=4, num_experts_per_tok=2,
+            first_k_dense_replace=1, q_lora_rank=None, kv_lora_rank=128, qk_rope_head_dim=32, qk_nope_head_dim=64,
+            v_head_dim=64, topk_method="greedy", n_group=1, topk_group=1)
     if spec.arch == "llama":
         from transformers import LlamaConfig
 
@@ -221,4 +230,11 @@ def build(out: Path, spec: TinySpec = TinySpec()) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    # transformers loads the qwen2 twin's tokenizer as Qwen2Tokenizer, whose default unknown token
+    # "<|endoftext|>" is then added past the embedding (id 8192 of 8192): say there is none.
+    config_file = out / "tokenizer_config.json"
+    saved = json.loads(config_file.read_text(encoding="utf-8"))
+    if saved.get("unk_token") is None:
+        saved["unk_token"] = None
+        config_file.write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return out

@@ -92,9 +92,11 @@ def wrap(model, cfg):
             wrapped = PeftModel.from_pretrained(model, init, is_trainable=True)
         check_adapted(wrapped, targets, marker="ia3_l" if cfg.method == "ia3" else "lora_A")
         return wrapped
+    notes = [] if cfg.method == "ia3" else portability(peft_cfg, model, targets, experts)
     with exact_targets(model):
         wrapped = get_peft_model(model, peft_cfg)
     check_adapted(wrapped, targets, marker="ia3_l" if cfg.method == "ia3" else "lora_A")
+    wrapped.dsft_notes = notes
     if cfg.method != "ia3" and cfg.lora.experts:
         from dsft.train.targets import adapted_experts
 
@@ -102,6 +104,26 @@ def wrap(model, cfg):
         if adapted_experts(wrapped) != sorted(layers):
             raise RuntimeError(f"peft adapted experts {adapted_experts(wrapped)}, expected {layers}")
     return wrapped
+
+
+def portability(peft_cfg, model, targets: list[str], experts: list[str]) -> list[str]:
+    """What to tell the user when plain PEFT would load this adapter onto other modules than it
+    trains (see targets.plain_peft_targets); nothing when it loads as trained."""
+    import peft
+
+    from dsft.train.targets import plain_peft_targets
+
+    modules, params = plain_peft_targets(peft_cfg, model)
+    lost = sorted(set(targets) - modules)
+    extra = sorted(params - set(experts))
+    if not lost and not extra:
+        return []
+    shown = ", ".join(lost[:3]) + (f" and {len(lost) - 3} more" if len(lost) > 3 else "")
+    return [f"plain PEFT ({peft.__version__}) would load this adapter onto other modules than it trains: on "
+            f"{model.config.model_type} it drops {len(lost)} of {len(targets)} target modules ({shown})"
+            + (f" and adapts {', '.join(extra)} instead" if extra else "")
+            + ". dsft eval/serve and a merged `dsft export RUN` use it exactly; for an adapter that plain "
+            "PEFT loads as trained, set lora.targets: attention"]
 
 
 def _experts(model, cfg) -> list[str]:

@@ -43,15 +43,20 @@ def linear_names(model: nn.Module) -> dict[str, list[str]]:
     return out
 
 
+ATTENTION = {"q_proj", "k_proj", "v_proj", "o_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj",
+             "kv_proj", "o_b_proj"}
+
+
 def resolve(model: nn.Module, requested: list[str] | str = "auto") -> list[str]:
-    """Full module names for LoRA. `auto` = the architecture's preset, keeping what exists."""
+    """Full module names for LoRA. `auto` = the architecture's preset, keeping what exists;
+    `attention` = that preset's attention projections."""
     available = linear_names(model)
     arch = getattr(model.config, "model_type", "")
-    if requested == "auto":
+    if requested in ("auto", "attention"):
         if arch not in PRESETS:
             raise UserError(f"no LoRA preset for architecture {arch!r}",
                             f"name target modules with --targets; this model has: {', '.join(sorted(available))}")
-        wanted = [t for t in PRESETS[arch] if t in available]
+        wanted = [t for t in PRESETS[arch] if t in available and (requested == "auto" or t in ATTENTION)]
         skips = PRESET_SKIPS.get(arch, ())
         return sorted(name for t in wanted for name in available[t] if not any(s in f".{name}." for s in skips))
     else:
@@ -105,3 +110,23 @@ def exact_targets(model: nn.Module):
         yield model
     finally:
         config.model_type = original
+
+
+def plain_peft_targets(peft_config, model: nn.Module) -> tuple[set[str], set[str]]:
+    """(modules, parameters) that plain `PeftModel.from_pretrained` will adapt from this config on
+    this model: peft (0.21, transformers 5) renames some targets by `model_type` when it loads (on
+    deepseek_v2/v3 every `*.gate_proj/up_proj/down_proj` becomes the fused routed experts), so an
+    adapter can load elsewhere onto other modules than it was trained on. peft's own conversion is
+    run on a copy, so the answer is what that peft does."""
+    import copy
+
+    cfg = copy.deepcopy(peft_config)
+    try:
+        from peft.utils.transformers_weight_conversion import (
+            convert_peft_config_for_transformers,
+            get_model_conversion_mapping,
+        )
+    except ImportError:  # a peft without load-time conversion loads what it is given
+        return set(cfg.target_modules or ()), set(cfg.target_parameters or ())
+    convert_peft_config_for_transformers(cfg, model=model, conversions=get_model_conversion_mapping(model))
+    return set(cfg.target_modules or ()), set(cfg.target_parameters or ())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -310,11 +311,17 @@ def clear_run_folder(out: Path) -> None:
     shutil.rmtree(out)
 
 
-def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, overwrite: bool = False) -> RunResult:
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, overwrite: bool = False,
+          say=None) -> RunResult:
     """Train per `cfg`; with `resume`, continue the run in `cfg.output.dir` from its last checkpoint
     (one stopped before its first checkpoint starts again there from step 0; a finished one is not
     trained again: its figures are returned, `already_finished` set). `overwrite` starts over in an
-    earlier run's folder.
+    earlier run's folder. `say(message)` tells the user what they should know about the run
+    (default: a warning on stderr); the same lines are kept in run.json's `notes`.
 
     `stop`, called after every optimizer step, ends the run cleanly when it returns True: a
     checkpoint is saved and `Interrupted` raised (how a job is cancelled or a worker shut down)."""
@@ -338,6 +345,9 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, over
     if not train_ex:
         raise UserError("no trainable examples", "check the data with `dsft data validate`")
     model = wrap(model, cfg)
+    notes = list(getattr(model, "dsft_notes", []))
+    for note in notes:
+        (say or _warn)(note)
     if t.gradient_checkpointing and cfg.method != "qlora":
         model.gradient_checkpointing_enable()
         if cfg.method != "full":  # frozen embeddings: make checkpointed blocks see inputs that need grad
@@ -518,7 +528,7 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, over
         "steps": step, "train_loss": last_loss, "eval_loss": final_eval, "tokens": tokens,
         "pad_fraction": result.pad_fraction, "seconds": round(seconds, 1), "tokens_per_s": round(result.tokens_per_s, 1),
         "data": counts, "skipped": skipped, "train_examples": len(train_ex), "validation_examples": len(val_ex),
-        "augmented": p.augmented, "resumed": resume, "resumed_from_step": resumed_from, "processes": world, "early_stopping": stopper.report(),
+        "augmented": p.augmented, "resumed": resume, "resumed_from_step": resumed_from, "notes": notes, "processes": world, "early_stopping": stopper.report(),
         "kept": kept, "schedule": schedule.fitted,
         "chat": {"family": tokenizer.init_kwargs.get("chat_family"), "options": tokenizer.init_kwargs.get("chat_options")},
     }, indent=2), encoding="utf-8")
