@@ -12,7 +12,7 @@ from dsft.deploy.export import export, read_gguf
 from tests.conftest import run_dsft
 
 
-def lora_run(root: Path, arch: str) -> Path:
+def lora_run(root: Path, arch: str, **overrides) -> Path:
     from dsft.data.generate import generate, load_scenarios
     from dsft.model.tiny import TinySpec, build
     from dsft.train.config import load
@@ -23,7 +23,7 @@ def lora_run(root: Path, arch: str) -> Path:
     data.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in generate(load_scenarios(), 40, seed=1)))
     cfg = load(None, {"model.name_or_path": str(base), "data.train": [str(data)], "output.dir": str(root / f"run-{arch}"),
                       "method": "lora", "training.epochs": 1, "training.eval_tool_sample": 0,
-                      "training.learning_rate": 5e-3})
+                      "training.learning_rate": 5e-3, **overrides})
     train(cfg)
     return root / f"run-{arch}"
 

@@ -304,7 +304,7 @@ def test_vllm_backend_against_a_double_of_vllm(serve, tmp_path):
 
     root = tmp_path / "runs"
     root.mkdir()
-    run = lora_run(root, "deepseek_v3")
+    run = lora_run(root, "deepseek_v3", **{"lora.targets": "vllm"})  # what vLLM applies: no kv_b_proj
     second = root / "second"
     shutil.copytree(run, second)
     log = tmp_path / "vllm-argv.jsonl"
@@ -319,6 +319,7 @@ def test_vllm_backend_against_a_double_of_vllm(serve, tmp_path):
         assert flag in args
     assert args[args.index("--tool-call-parser") + 1] == "deepseek_v3"
     assert args[args.index("--lora-modules") + 1] == f"run-deepseek_v3={run}"
+    assert args[args.index("--structured-outputs-config.backend") + 1] == "guidance"
     c = server.client()
     assert {"run-deepseek_v3", "second"} <= {m.id for m in c.models.list().data}
     for model in ("run-deepseek_v3", "second"):  # the second adapter was added at run time
@@ -327,6 +328,38 @@ def test_vllm_backend_against_a_double_of_vllm(serve, tmp_path):
     chunks = list(c.chat.completions.create(model="second", messages=[{"role": "user", "content": "hi"}],
                                             max_tokens=5, stream=True))
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+
+    # tool calls under their grammar, sent the way vLLM 0.12+ takes it (the double refuses guided_*)
+    declared = tools()[:2]
+    r = c.chat.completions.create(model="second", messages=[{"role": "user", "content": "audit example.com"}],
+                                  tools=declared, tool_choice="required", parallel_tool_calls=False, max_tokens=64)
+    bodies = [json.loads(line) for line in Path(str(log) + ".bodies").read_text().splitlines()]
+    assert "grammar" in bodies[-1]["structured_outputs"] and not [k for k in bodies[-1] if k.startswith("guided_")]
+    names = {t["function"]["name"] for t in declared}
+    calls = r.choices[0].message.tool_calls or []
+    assert all(call.function.name in names for call in calls)
+    assert calls or r.choices[0].finish_reason == "length"  # forced and declared; a tiny model may run out
+
+
+@pytest.mark.parametrize("config, refused", [
+    ({"peft_type": "LORA", "r": 16, "target_modules": ["q_a_proj", "o_proj"]}, None),
+    ({"peft_type": "LORA", "r": 16, "use_dora": True, "target_modules": ["q_proj"]}, "DoRA adapter"),
+    ({"peft_type": "IA3", "target_modules": ["q_proj"]}, "IA3 adapter"),
+    ({"peft_type": "LORA", "r": 16, "target_modules": ["model.layers.0.self_attn.kv_b_proj"]}, "#48974"),
+    ({"peft_type": "LORA", "r": 16, "target_modules": ["q_proj"], "target_parameters": ["mlp.experts.down_proj"]},
+     "fused expert weights"),
+    ({"peft_type": "LORA", "r": 128, "target_modules": ["q_proj"]}, "above vLLM's --max-lora-rank 64"),
+])
+def test_vllm_refuses_adapters_it_would_not_serve_as_trained(tmp_path, config, refused):
+    from dsft.errors import UserError
+    from dsft.serve.vllm import check_adapter
+
+    (tmp_path / "adapter_config.json").write_text(json.dumps(config))
+    try:
+        check_adapter(tmp_path, max_lora_rank=64)
+        assert refused is None
+    except UserError as e:
+        assert refused is not None and refused in e.message and "dsft export" in e.fix
 
 
 def test_canary_routes_a_sticky_share_of_users():

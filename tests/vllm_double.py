@@ -1,6 +1,14 @@
 """A test double of `vllm serve`: its CLI flags and the HTTP endpoints dsft's vLLM backend uses
 (/health, /v1/models, /v1/completions with token-id prompts and streaming, runtime LoRA loading),
-answered by dsft's own hf backend on CPU. It records its command line for the test to check.
+answered by dsft's own hf backend on CPU. It records its command line and every completion body
+for the test to check.
+
+It follows vLLM's current API (read in vllm-project/vllm: vllm/entrypoints/openai/.../protocol.py
+CompletionRequest and vllm/sampling_params.py StructuredOutputsParams): constraints come as
+`structured_outputs` with exactly one of json/regex/choice/grammar; the `guided_*` fields were
+removed in v0.12 (PR #29326) and real vLLM now ignores them silently, so the double refuses them
+(400) to make a regression loud. A `grammar` needs the guidance backend
+(`--structured-outputs-config.backend guidance`): xgrammar would not parse llguidance's Lark.
 
     python tests/vllm_double.py serve BASE --port P --api-key K [--enable-lora --lora-modules N=PATH ...]
 """
@@ -10,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -37,6 +46,7 @@ def main() -> None:
     ap.add_argument("--gpu-memory-utilization", type=float)
     ap.add_argument("--tensor-parallel-size", type=int)
     ap.add_argument("--max-model-len", type=int)
+    ap.add_argument("--structured-outputs-config.backend", dest="so_backend", default="auto")
     args = ap.parse_args()
     assert os.environ.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING") == "True"
 
@@ -82,9 +92,28 @@ def main() -> None:
         if not authorized(request):
             return JSONResponse({"error": "unauthorized"}, status_code=401)
         body = await request.json()
+        with open(os.environ["VLLM_DOUBLE_LOG"] + ".bodies", "a") as f:
+            f.write(json.dumps(body) + "\n")
         assert body["skip_special_tokens"] is False and isinstance(body["prompt"], list)
+        removed = sorted(k for k in body if k.startswith("guided_"))
+        if removed:
+            return JSONResponse({"error": f"{removed} were removed in vLLM 0.12: use structured_outputs"},
+                                status_code=400)
+        constraint = body.get("structured_outputs") or {}
+        kinds = [k for k in ("json", "regex", "choice", "grammar") if constraint.get(k) is not None]
+        if len(kinds) > 1:
+            return JSONResponse({"error": "one kind of structured outputs constraint"}, status_code=400)
+        if "grammar" in kinds and args.so_backend != "guidance":
+            return JSONResponse({"error": "grammar error: not an EBNF grammar (the backend is xgrammar)"},
+                                status_code=400)
+        start = None
+        if "regex" in kinds:  # the form dsft sends: an escaped prefix, then anything
+            pattern = constraint["regex"]
+            assert pattern.endswith(r"[\s\S]*"), pattern
+            start = re.sub(r"\\(.)", r"\1", pattern.removesuffix(r"[\s\S]*"))
         sampling = Sampling(max_tokens=body["max_tokens"], temperature=body["temperature"], top_p=body["top_p"],
-                            seed=body.get("seed"), stop_at_tool_call=bool(body.get("stop_token_ids")))
+                            seed=body.get("seed"), stop_at_tool_call=bool(body.get("stop_token_ids")),
+                            must_start_with=start, grammar=constraint.get("grammar"))
         req = GenRequest(body["model"], body["prompt"], sampling)
         if not body.get("stream"):
             gen = await backend.generate(req)

@@ -12,10 +12,16 @@ as training) and sends token ids to vLLM's `/v1/completions`, so the served text
 hf backend's and the same parser reads tool calls; vLLM's own OpenAI chat server (with the
 DeepSeek tool parser) is also up for clients that talk to it directly.
 
-Tool-call grammars (chat/constrain.py) are not sent to vLLM yet: its structured outputs take a
-grammar in the backend vLLM picks (xgrammar's EBNF or llguidance's Lark), which this suite cannot
-check without a GPU; the gateway logs that once per process. A named tool_choice keeps its name
-constraint (`guided_regex`).
+Tool-call grammars (chat/constrain.py) go to vLLM as `structured_outputs: {"grammar": ...}`, the
+field vLLM 0.12 put in place of the removed `guided_*` ones (which it now ignores silently), and
+vLLM is started with `--structured-outputs-config.backend guidance` because the grammar is
+llguidance's Lark. A grammar that starts after a thinking turn is not sent (vLLM would hold the
+thinking to it too); the gateway says so once per process. A named tool_choice without a grammar
+keeps its name constraint as `structured_outputs: {"regex": ...}`.
+
+Before a server starts, an adapter is checked against what vLLM applies (`check_adapter`): DoRA and
+non-LoRA adapters are refused, and so is LoRA on MLA's `kv_b_proj` (vLLM issue #48974: loaded, never
+applied), each with the fix; a rank above `--max-lora-rank` is refused.
 
 What was run where: this module is exercised against a test double of vLLM's CLI and HTTP API
 (tests/vllm_double.py) on CPU; the real vLLM needs a CUDA GPU and was not run by the suite.
@@ -58,8 +64,32 @@ _GRAMMAR_WARNED = False
 def _warn_no_grammar() -> None:
     global _GRAMMAR_WARNED
     _GRAMMAR_WARNED = True
-    print("dsft serve: the vllm backend decodes tool calls without their grammar (chat/constrain.py); "
-          "the hf backend applies it", file=sys.stderr, flush=True)
+    print("dsft serve: the vllm backend decodes tool calls after a thinking turn without their grammar "
+          "(chat/constrain.py); the hf backend applies it", file=sys.stderr, flush=True)
+
+
+def check_adapter(folder: Path, max_lora_rank: int) -> None:
+    """Refuse, before a server starts, an adapter vLLM would reject or serve differently from training."""
+    from dsft.train.targets import VLLM_UNAPPLIED
+
+    cfg = json.loads((folder / "adapter_config.json").read_text())
+    merged = f"export it merged (`dsft export {folder} --out DIR`) and serve DIR, or use --backend hf"
+    if cfg.get("peft_type", "LORA") != "LORA":
+        raise UserError(f"{folder} is a {cfg.get('peft_type')} adapter; vLLM serves LoRA adapters only", merged)
+    if cfg.get("use_dora"):
+        raise UserError(f"{folder} is a DoRA adapter, which vLLM does not serve", merged)
+    targets = cfg.get("target_modules") or []
+    targets = [targets] if isinstance(targets, str) else targets
+    unapplied = sorted({t.rsplit(".", 1)[-1] for t in targets} & set(VLLM_UNAPPLIED))
+    if unapplied:
+        raise UserError(f"{folder} adapts {', '.join(unapplied)}, which vLLM loads but never applies "
+                        "(vLLM issue #48974): it would serve a different model than you trained",
+                        f"{merged}, or train with lora.targets: vllm")
+    if cfg.get("target_parameters"):
+        raise UserError(f"{folder} adapts fused expert weights (lora.experts), which vLLM's LoRA does not load", merged)
+    if int(cfg.get("r") or 0) > max_lora_rank:
+        raise UserError(f"{folder} has LoRA rank {cfg['r']}, above vLLM's --max-lora-rank {max_lora_rank}",
+                        f"serve with a larger max LoRA rank, or {merged}")
 
 
 class VLLMBackend:
@@ -87,6 +117,7 @@ class VLLMBackend:
         without tool calls), so calls vLLM parses itself match what dsft trained."""
         args = [*self.command, "serve", base, "--host", "127.0.0.1", "--port", str(port), "--api-key", key,
                 *(["--enable-auto-tool-choice", "--tool-call-parser", parser] if parser else []),
+                "--structured-outputs-config.backend", "guidance",  # the tool-call grammars are llguidance's Lark
                 "--gpu-memory-utilization", str(self.gpu_memory_utilization),
                 "--tensor-parallel-size", str(self.tensor_parallel)]
         if template:
@@ -109,6 +140,7 @@ class VLLMBackend:
         parser = of(self._tokenizers[name])[0].tool_parser
         template = str(path / "chat_template.jinja") if (path / "chat_template.jinja").exists() else None
         if adapter_cfg.exists():
+            check_adapter(path, self.max_lora_rank)
             base = json.loads(adapter_cfg.read_text())["base_model_name_or_path"]
             engine = self._engines.get(base)
             if engine is None:
@@ -165,10 +197,12 @@ class VLLMBackend:
             body["stop"] = stop
         if s.seed is not None:
             body["seed"] = s.seed
-        if s.grammar and not _GRAMMAR_WARNED:
+        if s.grammar and s.grammar_after is None:  # vLLM >= 0.12; the guided_* fields are gone
+            body["structured_outputs"] = {"grammar": s.grammar}
+        elif s.must_start_with:  # a named tool_choice without a grammar: start with the name
+            body["structured_outputs"] = {"regex": re.escape(s.must_start_with) + r"[\s\S]*"}
+        if s.grammar and s.grammar_after is not None and not _GRAMMAR_WARNED:
             _warn_no_grammar()
-        if s.must_start_with:  # vLLM's guided decoding (documented extra parameter): start with the name
-            body["guided_regex"] = re.escape(s.must_start_with) + r"[\s\S]*"
         if stream:
             body["stream_options"] = {"include_usage": True}
         return engine, body

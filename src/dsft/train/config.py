@@ -60,10 +60,10 @@ class LoraConfig(_Strict):
     r: int = Field(16, gt=0, le=65536, description="Rank (guide 3.1.3: 8 simple, 16 domain, 32 tool use, 64 full capability).")
     alpha: int = Field(32, gt=0, le=1_000_000, description="Scaling numerator; the update is scaled by alpha / r.")
     dropout: float = Field(0.05, ge=0, lt=1)
-    targets: list[str] | Literal["auto", "attention"] = Field("auto", description="Module names, the architecture's "
-                                                              "preset (auto), or its attention projections only "
-                                                              "(attention: on DeepSeek-V2/V3 the adapter plain PEFT "
-                                                              "loads as trained).")
+    targets: list[str] | Literal["auto", "attention", "vllm"] = Field(
+        "auto", description="Module names, the architecture's preset (auto), its attention projections only "
+        "(attention: on DeepSeek-V2/V3 the adapter plain PEFT loads as trained), or the preset less what "
+        "vLLM does not apply (vllm: no kv_b_proj).")
     experts: bool = Field(False, description="Also adapt the fused routed experts of MoE models (peft parameter "
                                             "targeting); needs dropout 0, not available with DoRA.")
 

@@ -43,20 +43,24 @@ def linear_names(model: nn.Module) -> dict[str, list[str]]:
     return out
 
 
+VLLM_UNAPPLIED = ("kv_b_proj",)  # LoRA vLLM loads but never applies (vLLM issue #48974, MLA)
 ATTENTION = {"q_proj", "k_proj", "v_proj", "o_proj", "q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj",
              "kv_proj", "o_b_proj"}
 
 
 def resolve(model: nn.Module, requested: list[str] | str = "auto") -> list[str]:
     """Full module names for LoRA. `auto` = the architecture's preset, keeping what exists;
-    `attention` = that preset's attention projections."""
+    `attention` = that preset's attention projections; `vllm` = the preset less what vLLM does not
+    apply (MLA's kv_b_proj)."""
     available = linear_names(model)
     arch = getattr(model.config, "model_type", "")
-    if requested in ("auto", "attention"):
+    if requested in ("auto", "attention", "vllm"):
         if arch not in PRESETS:
             raise UserError(f"no LoRA preset for architecture {arch!r}",
                             f"name target modules with --targets; this model has: {', '.join(sorted(available))}")
-        wanted = [t for t in PRESETS[arch] if t in available and (requested == "auto" or t in ATTENTION)]
+        keep = {"auto": lambda t: True, "attention": lambda t: t in ATTENTION,
+                "vllm": lambda t: t not in VLLM_UNAPPLIED}[requested]
+        wanted = [t for t in PRESETS[arch] if t in available and keep(t)]
         skips = PRESET_SKIPS.get(arch, ())
         return sorted(name for t in wanted for name in available[t] if not any(s in f".{name}." for s in skips))
     else:
