@@ -511,3 +511,28 @@ def test_qlora_on_cpu_says_once_why_it_is_slow_and_nothing_the_user_cannot_act_o
     said = " ".join(err.split())
     assert said.count("QLoRA without a CUDA GPU") == 1 and "slower than --method lora" in said
     assert "gemm_4bit_forward" not in err and "FutureWarning" not in err
+
+
+def test_a_run_that_would_not_fit_in_memory_is_refused_with_a_batch_size_that_fits(tiny_model, monkeypatch):
+    """Issue 14: an OOM kill leaves no message; the estimate for this very run is checked first."""
+    from transformers import AutoModelForCausalLM
+
+    from dsft.train import memory
+
+    net = AutoModelForCausalLM.from_pretrained(tiny_model)
+    cfg = cfgmod.load(None, {"model.name_or_path": str(tiny_model), "data.train": ["x.jsonl"], "output.dir": "r",
+                             "method": "lora", "training.batch_size": 8})
+    need = {b: memory._needed(net, cfg, 1024, b, False) for b in (1, 2, 3, 8)}
+    assert need[1] < need[2] < need[3] < need[8]
+    monkeypatch.setattr(memory, "free_memory", lambda: (need[2] / memory.HEADROOM * 1.01, "this machine (RAM)"))
+    with pytest.raises(UserError) as e:
+        memory.check(net, cfg, 1024)
+    assert "--batch-size 2 (with training.grad_accum: 4" in e.value.fix and "GB free" in e.value.message
+    monkeypatch.setattr(memory, "free_memory", lambda: (need[8] / memory.HEADROOM * 1.01, "this machine (RAM)"))
+    assert memory.check(net, cfg, 1024).fits
+    monkeypatch.setattr(memory, "free_memory", lambda: (need[1] / 2, "the GPU"))
+    with pytest.raises(UserError) as e:
+        memory.check(net, cfg, 1024)
+    assert "gradient_checkpointing" in e.value.fix or "shorter --max-length" in e.value.fix
+    cfg.training.memory_check = False
+    assert not memory.check(net, cfg, 1024).fits  # the user's call

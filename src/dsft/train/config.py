@@ -93,6 +93,8 @@ class TrainingConfig(_Strict):
     report_to: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list,
                                                               description="Metric sinks besides metrics.jsonl.")
     threads: int | None = Field(None, ge=0, le=4096, description="CPU threads for torch (default: all cores).")
+    memory_check: bool = Field(True, description="Refuse a run whose memory estimate exceeds the free memory "
+                               "(RAM or GPU), with a batch size that fits, instead of being killed mid-run.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward: less memory, ~30% slower.")
     time_budget: float | None = Field(None, gt=0, le=10**7, description="Seconds of training (evaluations included): "
                                       "the step count is fitted to it after the first steps are timed, and "

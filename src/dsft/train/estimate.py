@@ -64,7 +64,10 @@ def _meta_model(name_or_path: str, trust_remote_code: bool = False):
 
 
 def estimate(name_or_path: str, method: str = "qlora", seq_len: int = 4096, batch: int = 4, rank: int = 16,
-             checkpointing: bool = True, model=None) -> Estimate:
+             checkpointing: bool = True, model=None, precision: str = "bf16", targets="auto") -> Estimate:
+    """`precision` fp32: the run keeps weights, gradients and activations in float32 (dsft on a CPU),
+    twice the bf16 figures, with no separate master copy. `model` (a loaded or meta model) and
+    `targets` (the run's lora.targets) make it the estimate of one configured run."""
     from dsft.train.targets import resolve
 
     model, config = (model, model.config) if model is not None else _meta_model(name_or_path)
@@ -74,7 +77,7 @@ def estimate(name_or_path: str, method: str = "qlora", seq_len: int = 4096, batc
     if method == "full":
         trainable = params
     else:
-        names = set(resolve(model))
+        names = set(resolve(model, targets))
         trainable = sum(rank * (m.in_features + m.out_features) for n, m in model.named_modules()
                         if n in names and isinstance(m, nn.Linear))
     if method == "qlora":
@@ -83,17 +86,18 @@ def estimate(name_or_path: str, method: str = "qlora", seq_len: int = 4096, batc
             notes.append(f"{expert_params / 1e9:.2f}B routed-expert parameters are fused 3-D weights that bitsandbytes "
                          "does not quantise: counted at bf16")
     else:
-        weights = params * 2
+        weights = params * (4 if precision == "fp32" else 2)
+    width = 4 if precision == "fp32" else 2
     h, layers = config.hidden_size, config.num_hidden_layers
     heads, vocab = config.num_attention_heads, config.vocab_size
     s, b = seq_len, batch
-    per_layer = s * b * h * (34 + 5 * heads * s / h)
-    activations = (layers * 2 * s * b * h + per_layer) if checkpointing else layers * per_layer
+    per_layer = s * b * h * (34 + 5 * heads * s / h) * width / 2
+    activations = (layers * width * s * b * h + per_layer) if checkpointing else layers * per_layer
     rows = {
         "weights": weights,
-        "trainable params (bf16)": trainable * 2 if method != "full" else 0,
-        "gradients": trainable * 2,
-        "master weights (fp32)": params * 4 if method == "full" else 0,
+        f"trainable params ({precision})": trainable * width if method != "full" else 0,
+        "gradients": trainable * width,
+        "master weights (fp32)": params * 4 if method == "full" and precision != "fp32" else 0,
         "optimizer states": trainable * (2 if method == "qlora" else 8),
         f"activations ({'checkpointed' if checkpointing else 'no checkpointing'})": activations,
         "logits + grad (fp32)": 2 * b * s * vocab * 4,

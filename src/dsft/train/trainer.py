@@ -344,6 +344,9 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, over
     train_ex, val_ex, skipped, counts = p.examples, p.validation, p.skipped, p.counts
     if not train_ex:
         raise UserError("no trainable examples", "check the data with `dsft data validate`")
+    from dsft.train import memory
+
+    memory.check(model, cfg, max(len(e.ids) for e in train_ex))
     model = wrap(model, cfg)
     notes = list(getattr(model, "dsft_notes", []))
     for note in notes:
