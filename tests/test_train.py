@@ -536,3 +536,24 @@ def test_a_run_that_would_not_fit_in_memory_is_refused_with_a_batch_size_that_fi
     assert "gradient_checkpointing" in e.value.fix or "shorter --max-length" in e.value.fix
     cfg.training.memory_check = False
     assert not memory.check(net, cfg, 1024).fits  # the user's call
+
+
+def test_an_out_of_memory_error_mid_run_says_what_to_change(tmp_path, tiny_model, monkeypatch):
+    """A CUDA OOM the memory check did not foresee ends with a message and the fix, not a traceback."""
+    from dsft.data.generate import generate, load_scenarios
+    from dsft.train import trainer
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(e) + "\n" for e in generate(load_scenarios(), 12, seed=1)))
+    cfg = cfgmod.load(None, {"model.name_or_path": str(tiny_model), "data.train": [str(data)],
+                             "output.dir": str(tmp_path / "run"), "training.eval_tool_sample": 0,
+                             "training.time_budget": None, "training.batch_size": 4})
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(trainer, "loss_sum", oom)
+    with pytest.raises(UserError) as e:
+        trainer.train(cfg)
+    assert "out of GPU memory at step 1 on a micro-batch of 4 x" in e.value.message
+    assert "--batch-size 2 (training.grad_accum: 2" in e.value.fix and "gradient_checkpointing" in e.value.fix

@@ -433,8 +433,11 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, over
             supervised = _total(acc, sum(int((b["labels"][:, 1:] != -100).sum()) for b, _ in group))
             step_loss = 0.0
             for batch, n_pad in group:
-                loss, _ = loss_sum(model, {k: v.to(acc.device) for k, v in batch.items()}, share_prefix)
-                acc.backward(loss * world / supervised)  # ranks' gradients are averaged: this makes them a sum
+                try:
+                    loss, _ = loss_sum(model, {k: v.to(acc.device) for k, v in batch.items()}, share_prefix)
+                    acc.backward(loss * world / supervised)  # ranks' gradients are averaged: this makes them a sum
+                except torch.OutOfMemoryError:
+                    raise UserError(*_out_of_memory(out, step, batch, t)) from None
                 step_loss += loss.item()
                 tokens += int(batch["attention_mask"].sum())
                 pads += n_pad
@@ -539,6 +542,21 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, over
 
     write_run_report(out, cfg, result)
     return result
+
+
+def _out_of_memory(out: Path, step: int, batch: dict, t) -> tuple[str, str]:
+    """An OOM the memory check did not foresee (other processes on the GPU, fragmentation): what ran
+    out, the checkpoint there is, and what to change."""
+    from dsft.train import checkpoint
+
+    rows, length = batch["input_ids"].shape
+    last = checkpoint.latest(out)
+    kept = f"; the last checkpoint is {last}" if last else "; no checkpoint was saved yet"
+    fix = f"--batch-size {max(1, t.batch_size // 2)} (training.grad_accum: {t.grad_accum * 2} keeps the step)"
+    if not t.gradient_checkpointing:
+        fix += ", training.gradient_checkpointing: true"
+    return (f"out of GPU memory at step {step + 1} on a micro-batch of {rows} x {length} tokens{kept}",
+            f"{fix}, or a shorter --max-length; then start over with --overwrite")
 
 
 def _broadcast_fit(acc, schedule: Schedule) -> None:
