@@ -146,13 +146,9 @@ def models_register(run: Path = typer.Argument(..., help="A finished run folder 
                                                 "prepared dataset the run trained on, if any)."),
                     description: str = typer.Option("", "--description")) -> None:
     """Register a run as a model version (copied into DSFT_HOME with its lineage), ready for `dsft deploy`."""
-    from dsft.registry import db, store
-
     mv = _register(run, name, alias, link, dataset, description)
-    with db.session() as s:
-        where = store.resolve(s, f"{mv.name}:{mv.version}").artifact
     console.print(f"registered {mv.name}:{mv.version} ({mv.kind}, base {mv.base_model}, dataset "
-                  f"{(mv.dataset_id or 'not recorded')[:12]}) at {where}" + (f"; {mv.name}@{alias} points at it"
+                  f"{(mv.dataset_id or 'not recorded')[:12]}) at {mv.artifact}" + (f"; {mv.name}@{alias} points at it"
                                                                              if alias else ""), highlight=False)
     console.print(f"deploy it with `dsft deploy {mv.name}:{mv.version} --as prod`", highlight=False)
 
@@ -161,8 +157,7 @@ def _register(run: Path, name: str, alias: str | None = None, link: bool = False
               description: str = ""):
     from dsft.registry import db, store
 
-    store.check_name(name)
-    if alias:
+    if alias:  # checked before anything is copied (import_run checks the name)
         store.check_name(alias, "alias")
     if not run.is_dir():
         raise UserError(f"run folder {run} does not exist", "give the --out of a finished `dsft train` run")

@@ -109,8 +109,10 @@ def prepared_examples(folder: Path) -> list[Path] | None:
 
 def _side_file(path: Path) -> bool:
     """A file dsft writes beside a prepared dataset (in a folder that holds one, below the one given)."""
-    return path.name in SIDE_FILES + PREPARED_EXAMPLES and prepared_examples(path.parent) is not None \
-        and path not in prepared_examples(path.parent)
+    if path.name not in SIDE_FILES + PREPARED_EXAMPLES:
+        return False
+    kept = prepared_examples(path.parent)
+    return kept is not None and path not in kept
 
 
 def _sniff(path: Path, files: list[InputFile], problems: list[Finding]) -> None:

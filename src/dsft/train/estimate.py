@@ -45,13 +45,11 @@ def _meta_model(name_or_path: str, trust_remote_code: bool = False):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from dsft.model.locate import offline_fix
+    from dsft.model.locate import locate, offline_fix
     from dsft.model.shapes import shipped
 
     config = None if Path(name_or_path).expanduser().is_dir() else shipped(name_or_path)
     if config is None:  # a folder, or an id dsft ships no shape for: its own config.json
-        from dsft.model.locate import locate
-
         name_or_path = locate(name_or_path, "--model")
         try:
             config = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)

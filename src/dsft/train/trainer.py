@@ -425,6 +425,10 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, over
         line["eval_seconds"] = round(eval_clock[1], 2)  # what the budget is spending on evaluations
 
     saved_at = time.perf_counter()  # `save_minutes` counts from here (and from each checkpoint)
+
+    def so_far() -> dict:  # the run's figures until now, kept in a checkpoint for a resumed run's report
+        return {"tokens": tokens, "pads": pads, "seconds": round(time.perf_counter() - started, 3)}
+
     try:
         while step < schedule.total:
             mine = [micro[k] for a in range(t.grad_accum)
@@ -505,16 +509,15 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, over
                     schedule.save(out)
             if _broadcast_stop(acc, stopper.stop):
                 break
-            so_far = {"tokens": tokens, "pads": pads, "seconds": round(time.perf_counter() - started, 3)}
             due = (t.save_every and step % t.save_every == 0) or \
                 (t.save_minutes and time.perf_counter() - saved_at >= 60 * t.save_minutes)
             if main and due and step < schedule.total:
-                checkpoint.save(out, step, bare, optimizer, scheduler, so_far)
+                checkpoint.save(out, step, bare, optimizer, scheduler, so_far())
                 saved_at = time.perf_counter()
             if stop is not None and step < schedule.total and stop():
                 saved = checkpoint.latest(out)
                 if saved is None or saved.name != f"step-{step}":
-                    saved = checkpoint.save(out, step, bare, optimizer, scheduler, so_far)
+                    saved = checkpoint.save(out, step, bare, optimizer, scheduler, so_far())
                 raise Interrupted(step, saved)
     finally:  # an interrupted or failed run still leaves complete metrics and closed sinks
         if metrics:
@@ -534,7 +537,8 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, over
         "steps": step, "train_loss": last_loss, "eval_loss": final_eval, "tokens": tokens,
         "pad_fraction": result.pad_fraction, "seconds": round(seconds, 1), "tokens_per_s": round(result.tokens_per_s, 1),
         "data": counts, "skipped": skipped, "train_examples": len(train_ex), "validation_examples": len(val_ex),
-        "augmented": p.augmented, "resumed": resume, "resumed_from_step": resumed_from, "notes": notes, "processes": world, "early_stopping": stopper.report(),
+        "augmented": p.augmented, "resumed": resume, "resumed_from_step": resumed_from, "notes": notes,
+        "processes": world, "early_stopping": stopper.report(),
         "kept": kept, "schedule": schedule.fitted,
         "chat": {"family": tokenizer.init_kwargs.get("chat_family"), "options": tokenizer.init_kwargs.get("chat_options")},
     }, indent=2), encoding="utf-8")
