@@ -49,10 +49,18 @@ def read_jsonl(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    """The embedded default model (deepseek_v3, seed 0), built once per test worker."""
+    """The embedded default model (deepseek_v3, seed 0, the shipped pretrained start), built once per test worker."""
     from dsft.model.tiny import TinySpec, build
 
     return build(tmp_path_factory.mktemp("tiny") / "tiny-deepseek_v3", TinySpec())
+
+
+@pytest.fixture(scope="session")
+def tiny_circuit_model(tmp_path_factory) -> Path:
+    """The embedded default as it was before pretraining (`--no-pretrained`): random init plus the copy circuit."""
+    from dsft.model.tiny import TinySpec, build
+
+    return build(tmp_path_factory.mktemp("tiny-circuit") / "tiny-deepseek_v3", TinySpec(pretrained=False))
 
 
 @pytest.fixture(scope="session")

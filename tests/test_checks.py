@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dsft.data.checks import Limits, SchemaCache, check, compile_tools
@@ -95,3 +97,24 @@ def test_schema_cache_compiles_once():
     first, _ = cache.get(SEO["parameters"])
     again, _ = cache.get({"required": ["url"], "properties": {"url": {"type": "string"}}, "type": "object"})
     assert first is again
+
+
+@pytest.mark.parametrize("schema, reason", [
+    ({"type": "object", "properties": {"a": {"type": "strin"}}}, "'strin' is not valid under any of the given schemas"),
+    ({"type": "object", "properties": {"a": {"type": "string", "pattern": "(["}}}, "'([' is not a 'regex'"),
+    ({"type": "object", "required": "a"}, "'a' is not of type 'array'"),
+])
+def test_an_invalid_schema_is_named_by_jsonschema_after_the_fast_check(schema, reason):
+    assert SchemaCache().get(schema) == (None, reason)
+
+
+def test_checking_a_schema_leaves_it_as_it_was_and_compiles_its_validator_on_first_use():
+    """The meta-schema check is a compiled validator told not to fill in defaults (fastjsonschema's
+    default would write `readOnly`, `items`... into the user's schema)."""
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}, "required": ["n"]}
+    before = json.dumps(schema)
+    cache = SchemaCache()
+    validator, reason = cache.get(schema)
+    assert json.dumps(schema) == before and reason == "" and validator.validate is None
+    assert cache.accepts(schema, {"n": 2}) and not cache.accepts(schema, {"n": 0}) and not cache.accepts(schema, {})
+    assert validator.validate is not None

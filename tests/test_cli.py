@@ -31,8 +31,9 @@ def test_bad_tools_file_is_a_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_demo_walks_every_phase_through_the_api(tmp_path):
-    proc = run_dsft("demo", "-n", "120", "--epochs", "2", "--time-budget", "30s", "--eval-limit", "6", cwd=tmp_path,
-                    check=0, timeout=600)  # every phase, on a CPU shared with the other test worker
+    # --no-strict: 30 seconds of training may well serve a wrong call; this test is about the phases
+    proc = run_dsft("demo", "-n", "120", "--epochs", "2", "--time-budget", "30s", "--eval-limit", "6", "--no-strict",
+                    cwd=tmp_path, check=0, timeout=600)  # every phase, on a CPU shared with the other test worker
     out = proc.stdout
     for phase in ("phase 1: data", "phase 2: configure", "phase 3: register", "phase 4: deploy", "continuous training",
                   "summary"):

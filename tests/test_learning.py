@@ -95,11 +95,11 @@ def _repeat_accuracy(model, tokenizer, digits: bool) -> float:
 
 
 @pytest.mark.parametrize("circuit, random_spans, digit_spans", [(True, 0.99, 0.86), (False, 0.0, 0.08)])
-def test_the_tiny_model_copies_before_any_training_only_with_its_circuit(tiny_model, tiny_random_model, circuit,
-                                                                         random_spans, digit_spans):
+def test_the_tiny_model_copies_before_any_training_only_with_its_circuit(tiny_circuit_model, tiny_random_model,
+                                                                         circuit, random_spans, digit_spans):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = tiny_model if circuit else tiny_random_model
+    folder = tiny_circuit_model if circuit else tiny_random_model
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     assert model.config.dsft_tiny["copy_circuit"] is circuit
@@ -356,7 +356,7 @@ def test_presets_report_what_they_changed_and_refuse_dead_config(tiny_model):
 
     base = {"model.name_or_path": str(tiny_model), "data.train": ["x"], "output.dir": "o"}
     cfg = load(None, {**base, "training.epochs": 5})
-    assert cfg.preset_report == ("the tiny model's preset (random init: a full finetune): method full, "
+    assert cfg.preset_report == ("the tiny model's preset (pretrained on generic tool use: a full finetune): method full, "
                                  "learning_rate 0.002, batch_size 2, warmup_ratio 0.03, weight_decay 0, "
                                  "time_budget 600, eval_tool_sample 48, max_length 4096, copy_augment 1")
     assert cfg.training.epochs == 5 and cfg.preset_warnings == []
@@ -365,7 +365,7 @@ def test_presets_report_what_they_changed_and_refuse_dead_config(tiny_model):
     cfg = load(None, {**base, "method": "lora", "rank_preset": "tool-use"})
     assert (cfg.lora.r, cfg.lora.alpha, cfg.data.copy_augment) == (32, 64, 1)
     assert cfg.preset_report.startswith("the lora defaults (guide 5.2.1) + rank preset tool-use (guide 3.1.3): ")
-    assert len(cfg.preset_warnings) == 1 and "adapters on a random-init base learn little" in cfg.preset_warnings[0]
+    assert len(cfg.preset_warnings) == 1 and "pretrained on generic tool use only" in cfg.preset_warnings[0]
     hub = load(None, {"model.name_or_path": "some/model", "data.train": ["x"], "output.dir": "o", "method": "lora"})
     assert hub.preset_warnings == [] and hub.training.time_budget is None and hub.data.copy_augment == 0
 

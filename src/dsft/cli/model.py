@@ -29,8 +29,12 @@ def tiny(out: Path = typer.Option(None, "--out", help="Folder to write (default:
                                     help="The DeepSeek chat format it speaks (docs/formats.md)."),
          random_init: bool = typer.Option(False, "--random-init",
                                           help="Leave out the copy circuit (deepseek_v3 only): plain random weights."),
+         pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained",
+                                         help="Start from the weights dsft ships, pretrained on generic tool use "
+                                              "(default sizes, tokenizer and format only); --no-pretrained: the "
+                                              "copy circuit alone."),
          force: bool = typer.Option(False, "--force", help="Replace --out if it exists.")) -> None:
-    """A tiny model of the real architecture (random init; DeepSeek-V3 with a copy circuit) and a DeepSeek tokenizer, built here (no hub)."""
+    """A tiny model of the real architecture and a DeepSeek tokenizer, built here (no hub): DeepSeek-V3 pretrained on generic tool use, or random init."""
     from dsft.chat.families import get
     from dsft.home import dsft_home
     from dsft.model.tiny import ARCHS, TinySpec, build
@@ -43,7 +47,11 @@ def tiny(out: Path = typer.Option(None, "--out", help="Folder to write (default:
         built = _built(out)
         wanted = {"arch": arch, "seed": seed, "family": family, "tokenizer": "corpus" if corpus else "deepseek-merges",
                   "copy_circuit": arch == "deepseek_v3" and not random_init, "tied": tied}
-        if built is not None and not corpus and vocab_size == 8192 and built == wanted:
+        # What a build now would start from: the shipped weights fit the default tokenizer and format only.
+        wanted["pretrained"] = (pretrained and wanted["copy_circuit"] and not corpus and vocab_size == 8192
+                                and family == "deepseek_v3" and _pretrained_available())
+        if built is not None and not corpus and vocab_size == 8192 and \
+                {k: built.get(k, False) for k in wanted} == wanted:
             console.print(f"already built: {out} ({arch}, seed {seed}, {family} format); use it as "
                           f"`--model {out}` (--force rebuilds it)", highlight=False)
             return
@@ -55,10 +63,24 @@ def tiny(out: Path = typer.Option(None, "--out", help="Folder to write (default:
             raise UserError(f"--corpus {f} does not exist", "give the training files to fit the tokenizer to")
     path = build(out, TinySpec(arch=arch, seed=seed, vocab_size=vocab_size,
                                corpus=tuple(str(f) for f in corpus or ()), tied=tied,
-                               family=family, copy_circuit=not random_init))
+                               family=family, copy_circuit=not random_init, pretrained=pretrained))
     tokenizer = "fitted to " + ", ".join(map(str, corpus)) if corpus else "cut from DeepSeek's vocabulary"
-    start = "copy circuit" if json.loads((path / "config.json").read_text())["dsft_tiny"]["copy_circuit"] else "random init"
+    recorded = json.loads((path / "config.json").read_text())["dsft_tiny"]
+    start = ("pretrained on generic tool use" if recorded.get("pretrained") else
+             "copy circuit" if recorded["copy_circuit"] else "random init")
     console.print(f"tiny {arch} model (seed {seed}, {start}, {vocab_size} tokens, {tokenizer}, {family} format) -> {path}")
+    if pretrained and recorded["copy_circuit"] and not recorded.get("pretrained"):
+        why = ("--corpus fits another tokenizer" if corpus else f"--vocab-size {vocab_size} is not 8192"
+               if vocab_size != 8192 else f"--family {family} adds its own tokens" if family != "deepseek_v3"
+               else "this installation ships no pretrained weights")
+        console.print(f"note: not the pretrained start ({why}; the shipped weights fit the default tokenizer and "
+                      "DeepSeek-V3 format only): it learns tool use from your data alone, so train longer")
+
+
+def _pretrained_available() -> bool:
+    from dsft.model import warm_start
+
+    return warm_start.provenance() is not None and warm_start.WEIGHTS.is_file()
 
 
 def _built(folder: Path) -> dict | None:

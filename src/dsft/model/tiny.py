@@ -59,6 +59,9 @@ class TinySpec:
     # scratch, 10 minutes on 2 cores are too few steps to discover copying. False = plain random init;
     # other sizes than the default get none (the layout is written for them: copy_circuit.LAYOUT).
     copy_circuit: bool = True
+    # Start from the weights shipped in model/warm/ (pretrained on generic tool use: model/warm_start.py)
+    # where they fit this build exactly (default sizes, tokenizer and family); else as above.
+    pretrained: bool = True
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -212,7 +215,8 @@ def build_config(spec: TinySpec, tokenizer):
 
 
 def build(out: Path, spec: TinySpec = TinySpec()) -> Path:
-    """Write the tokenizer and the model (random init, plus the copy circuit) to `out` in the HF layout."""
+    """Write the tokenizer and the model to `out` in the HF layout: the shipped pretrained weights where
+    they fit, else random init plus the copy circuit (DeepSeek-V3) or plain random init."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -223,8 +227,16 @@ def build(out: Path, spec: TinySpec = TinySpec()) -> Path:
     circuit = spec.copy_circuit and spec.arch == "deepseek_v3" and mismatch(config) is None  # the default sizes
     if circuit:
         wire(model, seed=spec.seed)
+    pretrained = False
+    if circuit and spec.pretrained and not spec.corpus:
+        from dsft.model import warm_start
+
+        if warm_start.mismatch(model, tokenizer) is None:
+            warm_start.load_into(model)
+            pretrained = True
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.config.dsft_tiny = {"arch": spec.arch, "seed": spec.seed, "family": spec.family, "copy_circuit": circuit,
+                              "pretrained": pretrained,
                               "tokenizer": "corpus" if spec.corpus else "deepseek-merges"}  # lets `dsft train` pick the tiny preset
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

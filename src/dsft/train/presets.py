@@ -6,7 +6,8 @@ Order of precedence: method defaults < rank preset < config file < flags.
   warmup 0.1, weight decay 0.01 (batch 8, 4 for QLoRA); full finetune lr 2e-5, 2 epochs, batch 4.
 - Rank presets follow the guide's rank table (section 3.1.3): simple 8/16, domain 16/32,
   tool-use 32/64, full-capability 64/128 (rank/alpha).
-- The tiny embedded model is random-initialised: LoRA on a random base has little to adapt, so its
+- The tiny embedded model is small (1.7M parameters) and, unless built from the shipped pretrained
+  weights (model/warm_start.py), random-initialised: LoRA on it has little to adapt, so its
   preset is a full finetune, fitted to a 10-minute time budget (at most 30 epochs), the best
   evaluation kept, with copy augmentation for tool-use rows. Chosen on `benchmarks/learning.py`
   (domains dsft ships nothing about), not on the demo's data; figures in docs/training.md.
@@ -44,11 +45,18 @@ TINY: dict[str, Any] = {"method": "full", "training.learning_rate": 2e-3, "train
                         "data.copy_augment": 1}
 
 
-def is_tiny(name_or_path: str) -> bool:
+def tiny_info(name_or_path: str) -> dict | None:
+    """What `dsft model tiny` recorded in the model's config; None for any other model."""
     config = Path(name_or_path) / "config.json"
-    return config.is_file() and bool(json.loads(config.read_text()).get(TINY_MARKER))
+    return json.loads(config.read_text()).get(TINY_MARKER) if config.is_file() else None
 
 
+def is_tiny(name_or_path: str) -> bool:
+    return bool(tiny_info(name_or_path))
+
+
+ADAPTER_ON_PRETRAINED = ("the tiny model is pretrained on generic tool use only, and small: an adapter on it "
+                         "learns less in the same time than the full finetune its preset runs (drop --method)")
 ADAPTER_ON_RANDOM = ("adapters on a random-init base learn little: the base has nothing to adapt (measured on "
                      "the tiny model: LoRA left every tool metric at 0). Train it in full (drop --method: the "
                      "tiny preset does) or give a pretrained base")
@@ -83,15 +91,18 @@ def defaults(name_or_path: str | None, method: str | None, rank: str | None = No
 
     A rank preset sets LoRA's r/alpha, so on a full finetune it would be dead config: refused. An
     adapter method on the tiny random-init model is allowed (tests use it) with a warning."""
-    tiny = bool(name_or_path) and is_tiny(name_or_path)
+    info = tiny_info(name_or_path) if name_or_path else None
+    tiny, pretrained = bool(info), bool(info and info.get("pretrained"))
     warnings = []
     if method is None and tiny:
-        out, source = dict(TINY), "the tiny model's preset (random init: a full finetune)"
+        start = "pretrained on generic tool use" if pretrained else "random init"
+        out, source = dict(TINY), f"the tiny model's preset ({start}: a full finetune)"
     else:
         method = method or "lora"
         out, source = {"method": method, **METHOD_DEFAULTS[method]}, f"the {method} defaults (guide 5.2.1)"
         if tiny and method != "full":
-            warnings.append(f"--method {method} on {name_or_path}: {ADAPTER_ON_RANDOM}")
+            warnings.append(f"--method {method} on {name_or_path}: "
+                            f"{ADAPTER_ON_PRETRAINED if pretrained else ADAPTER_ON_RANDOM}")
         if method == "qlora" and not _cuda():
             warnings.append(QLORA_ON_CPU)
     if rank is not None:
