@@ -63,7 +63,8 @@ def server(tiny_model):
 def test_endpoint_scores_like_in_process(tmp_path, tiny_model, server):
     run_dsft("data", "generate", "-n", "8", "--seed", "14", "--out", tmp_path / "d.jsonl", check=0)
     common = ["--data", tmp_path / "d.jsonl", "--max-new-tokens", "24", "--batch-size", "1", "--json"]
-    local = json.loads(run_dsft("eval", "--model", tiny_model, *common, check=0).stdout)
+    # --no-constrain: this test server decodes freely (dsft serve's grammar is tested in test_serve.py)
+    local = json.loads(run_dsft("eval", "--model", tiny_model, *common, "--no-constrain", check=0).stdout)
     remote = json.loads(run_dsft("eval", "--endpoint", server, *common, check=0).stdout)
     local.pop("perplexity")
     for key in ("n", "parse_rate", "tool_name_accuracy", "tool_args_exact_match", "arg_f1", "by_category"):
@@ -89,3 +90,20 @@ def test_eval_endpoint_requests_the_served_model(listing, asked, sent):
         assert served_model(listing, asked, "http://h") == sent
     except UserError as e:
         assert sent in e.message and "--served-model" in e.fix
+
+
+@pytest.mark.parametrize("message, calls, ok", [
+    ({"content": "Hello there."}, 0, True),
+    ({"content": None, "tool_calls": [{"id": "a", "type": "function",
+                                       "function": {"name": "f", "arguments": "{\"x\": 1}"}}]}, 1, True),
+    ({"content": None, "tool_calls": [{"id": "a", "type": "function", "function": {"name": "f", "arguments": "{x"}}]},
+     0, False),
+    # a call the server could not parse comes back as content: broken, as in-process scoring says
+    ({"content": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{\"x\": "}, 0, False),
+    ({"content": "<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">"}, 0, False),
+])
+def test_a_served_reply_is_read_as_the_in_process_parse_would(message, calls, ok):
+    from dsft.eval.score import prediction_calls
+
+    got_calls, got_ok, _ = prediction_calls({"choices": [{"message": message}]})
+    assert (len(got_calls), got_ok) == (calls, ok)

@@ -37,7 +37,17 @@ def prediction_calls(row: dict[str, Any]) -> tuple[list[ToolCall], bool, str | N
             continue
         calls.append(ToolCall(id=str(c.get("id") or k), name=fn["name"], arguments=args))
     content = row.get("content")
+    if not calls and isinstance(content, str) and any(m in content for m in _call_markers()):
+        # A server that could not parse the model's call returns its text as content (dsft serve
+        # does): a broken call, not a text reply, as in-process evaluation scores it.
+        ok = False
     return calls, ok, content if isinstance(content, str) else None
+
+
+def _call_markers() -> set[str]:
+    from dsft.chat.families import FAMILIES
+
+    return {f.calls_open for f in FAMILIES.values()}
 
 
 def score_file(predictions: Path, references: list[str]) -> dict[str, Any]:
