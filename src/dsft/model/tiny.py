@@ -1,15 +1,16 @@
 """`dsft model tiny`: the embedded default model, built here because there is no hub.
 
 A small model of the real `DeepseekV3ForCausalLM` architecture (MLA attention, MoE with shared
-and routed experts, a dense first layer), randomly initialised except for a copy circuit written
-into its attention (model/copy_circuit.py; `--random-init` leaves it out), or its plain random-init
-llama/qwen2 twins, with a
-byte-level BPE tokenizer that carries DeepSeek's special tokens, a pad token distinct from EOS,
-and dsft's DeepSeek-V3 chat template. The tokenizer is cut from DeepSeek's own vocabulary (no
-data of anyone's, the demo's included, shaped it), or fitted to the user's files with
-`--corpus`; either way its pre-tokenizer makes a value tokenize the same wherever it stands. Saved in the standard Hugging Face
-layout (safetensors), so `from_pretrained` loads it offline. Everything is a function of the
-seed: two builds with the same seed are byte-identical in weights.
+and routed experts, a dense first layer) that starts from weights dsft ships, pretrained on generic
+tool use (model/warm_start.py), where they fit the build; else randomly initialised except for a
+copy circuit written into its attention (model/copy_circuit.py; `--random-init` leaves it out); or
+its plain random-init llama/qwen2 twins. With a byte-level BPE tokenizer that carries DeepSeek's
+special tokens, a pad token distinct from EOS, and dsft's DeepSeek-V3 chat template. The tokenizer
+is cut from DeepSeek's own vocabulary (no data of anyone's, the demo's included, shaped it), or
+fitted to the user's files with `--corpus`; either way its pre-tokenizer makes a value tokenize the
+same wherever it stands. Saved in the standard Hugging Face layout (safetensors), so
+`from_pretrained` loads it offline. Everything is a function of the seed and the shipped weights:
+two builds with the same options are byte-identical in weights.
 """
 
 from __future__ import annotations
