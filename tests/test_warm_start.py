@@ -37,7 +37,6 @@ def test_the_corpus_speaks_only_the_vocabularys_words_and_mixes_single_parallel_
     known = set(words)
     kinds = {"none": 0, "single": 0, "parallel": 0}
     for conv in conversations(words, 400, seed=0):
-        assistant = conv["messages"][-2] if conv["messages"][-2]["role"] == "assistant" else None
         calls = next((m.get("tool_calls") for m in conv["messages"] if m.get("tool_calls")), None) or []
         kinds["none" if not calls else "single" if len(calls) == 1 else "parallel"] += 1
         user = next(m["content"] for m in conv["messages"] if m["role"] == "user")
@@ -51,7 +50,6 @@ def test_the_corpus_speaks_only_the_vocabularys_words_and_mixes_single_parallel_
                 if isinstance(leaf, bool):
                     continue
                 assert (json.dumps(leaf) if isinstance(leaf, float) else str(leaf)) in user, (leaf, user)
-        del assistant
     assert kinds["none"] / 400 == pytest.approx(0.10, abs=0.04)
     assert kinds["parallel"] / 400 == pytest.approx(0.15, abs=0.05)
 

@@ -37,19 +37,21 @@ def tiny(out: Path = typer.Option(None, "--out", help="Folder to write (default:
     """A tiny model of the real architecture and a DeepSeek tokenizer, built here (no hub): DeepSeek-V3 pretrained on generic tool use, or random init."""
     from dsft.chat.families import get
     from dsft.home import dsft_home
+    from dsft.model import warm_start
     from dsft.model.tiny import ARCHS, TinySpec, build
 
     if arch not in ARCHS:
         raise UserError(f"--arch {arch!r} is unknown", f"use one of: {', '.join(ARCHS)}")
     get(family)  # an unknown family is a UserError listing them, before anything is written
     out = out or dsft_home() / "models" / f"tiny-{arch}"
+    spec = TinySpec(arch=arch, seed=seed, vocab_size=vocab_size, corpus=tuple(str(f) for f in corpus or ()), tied=tied,
+                    family=family, copy_circuit=not random_init, pretrained=pretrained)
+    unfit = warm_start.unfit(spec)  # why this build cannot start from the shipped weights, if it cannot
     if out.exists() and any(out.iterdir()) and not force:
         built = _built(out)
         wanted = {"arch": arch, "seed": seed, "family": family, "tokenizer": "corpus" if corpus else "deepseek-merges",
                   "copy_circuit": arch == "deepseek_v3" and not random_init, "tied": tied}
-        # What a build now would start from: the shipped weights fit the default tokenizer and format only.
-        wanted["pretrained"] = (pretrained and wanted["copy_circuit"] and not corpus and vocab_size == 8192
-                                and family == "deepseek_v3" and _pretrained_available())
+        wanted["pretrained"] = pretrained and unfit is None  # what a build now would start from
         if built is not None and not corpus and vocab_size == 8192 and \
                 {k: built.get(k, False) for k in wanted} == wanted:
             console.print(f"already built: {out} ({arch}, seed {seed}, {family} format); use it as "
@@ -61,26 +63,16 @@ def tiny(out: Path = typer.Option(None, "--out", help="Folder to write (default:
     for f in corpus or ():
         if not f.exists():
             raise UserError(f"--corpus {f} does not exist", "give the training files to fit the tokenizer to")
-    path = build(out, TinySpec(arch=arch, seed=seed, vocab_size=vocab_size,
-                               corpus=tuple(str(f) for f in corpus or ()), tied=tied,
-                               family=family, copy_circuit=not random_init, pretrained=pretrained))
+    path = build(out, spec)
     tokenizer = "fitted to " + ", ".join(map(str, corpus)) if corpus else "cut from DeepSeek's vocabulary"
     recorded = json.loads((path / "config.json").read_text())["dsft_tiny"]
     start = ("pretrained on generic tool use" if recorded.get("pretrained") else
              "copy circuit" if recorded["copy_circuit"] else "random init")
     console.print(f"tiny {arch} model (seed {seed}, {start}, {vocab_size} tokens, {tokenizer}, {family} format) -> {path}")
     if pretrained and recorded["copy_circuit"] and not recorded.get("pretrained"):
-        why = ("--corpus fits another tokenizer" if corpus else f"--vocab-size {vocab_size} is not 8192"
-               if vocab_size != 8192 else f"--family {family} adds its own tokens" if family != "deepseek_v3"
-               else "this installation ships no pretrained weights")
-        console.print(f"note: not the pretrained start ({why}; the shipped weights fit the default tokenizer and "
-                      "DeepSeek-V3 format only): it learns tool use from your data alone, so train longer")
-
-
-def _pretrained_available() -> bool:
-    from dsft.model import warm_start
-
-    return warm_start.provenance() is not None and warm_start.WEIGHTS.is_file()
+        console.print(f"note: not the pretrained start ({unfit or 'the shipped weights do not fit this build'}; "
+                      "they fit the default tokenizer and DeepSeek-V3 format only): it learns tool use from your "
+                      "data alone, so train longer")
 
 
 def _built(folder: Path) -> dict | None:

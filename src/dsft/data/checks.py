@@ -7,6 +7,8 @@ itself is valid, so a dataset of 100k tool calls validates in well under a secon
 
 from __future__ import annotations
 
+import functools
+
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,44 +77,25 @@ class SchemaCache:
         """A schema is checked against the meta-schema by a compiled validator (0.06 ms; jsonschema's
         check_schema takes 1.4 ms, and data with a distinct tool list per row -- a generated corpus,
         Glaive-style sets -- has tens of thousands of schemas); jsonschema runs only to word the
-        error of one that fails. The argument validator is compiled on its first call: most tools a
-        row declares are never called in it."""
+        error of one that fails."""
         try:
-            _meta_check(schema)
-        except Exception:  # fastjsonschema's JsonSchemaValueException: let jsonschema say what is wrong
+            _meta_validator()(schema)
+        except fastjsonschema.JsonSchemaValueException:  # let jsonschema say what is wrong
             try:
                 jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator).check_schema(schema)
             except jsonschema.SchemaError as e:
                 return None, e.message
         try:
-            return _Lazy(schema), ""
+            return fastjsonschema.compile(schema), ""
         except fastjsonschema.JsonSchemaDefinitionException as e:
             return None, str(e)
 
 
-class _Lazy:
-    """fastjsonschema's validator for `schema`, compiled when first called."""
-
-    __slots__ = ("schema", "validate")
-
-    def __init__(self, schema: dict):
-        self.schema, self.validate = schema, None
-
-    def __call__(self, value):
-        if self.validate is None:
-            self.validate = fastjsonschema.compile(self.schema)
-        return self.validate(value)
-
-
-_META: list[Callable] = []
-
-
-def _meta_check(schema: dict) -> None:
-    """Raise unless `schema` is valid under draft 7, the draft fastjsonschema validates by."""
-    if not _META:
-        # use_default=False: by default fastjsonschema writes the meta-schema's defaults into the schema it checks
-        _META.append(fastjsonschema.compile(jsonschema.Draft7Validator.META_SCHEMA, use_default=False))
-    _META[0](schema)
+@functools.cache
+def _meta_validator() -> Callable:
+    """Draft 7's meta-schema (the draft fastjsonschema validates by), compiled once. use_default=False:
+    by default fastjsonschema writes the meta-schema's defaults into the schema it checks."""
+    return fastjsonschema.compile(jsonschema.Draft7Validator.META_SCHEMA, use_default=False)
 
 
 def check(conv: Conversation | dict, err: Err, validators: dict[str, Callable | None], tokens: int,

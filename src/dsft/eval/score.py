@@ -8,6 +8,8 @@ with JSON-string arguments), a chat completion (`choices[0].message`), `{"messag
 
 from __future__ import annotations
 
+import functools
+
 import json
 from pathlib import Path
 from typing import Any
@@ -44,10 +46,11 @@ def prediction_calls(row: dict[str, Any]) -> tuple[list[ToolCall], bool, str | N
     return calls, ok, content if isinstance(content, str) else None
 
 
-def _call_markers() -> set[str]:
+@functools.cache
+def _call_markers() -> frozenset[str]:
     from dsft.chat.families import FAMILIES
 
-    return {f.calls_open for f in FAMILIES.values()}
+    return frozenset(f.calls_open for f in FAMILIES.values())
 
 
 def score_file(predictions: Path, references: list[str]) -> dict[str, Any]:

@@ -229,12 +229,10 @@ def build(out: Path, spec: TinySpec = TinySpec()) -> Path:
     if circuit:
         wire(model, seed=spec.seed)
     pretrained = False
-    if circuit and spec.pretrained and not spec.corpus:
+    if circuit and spec.pretrained:
         from dsft.model import warm_start
 
-        if warm_start.mismatch(model, tokenizer) is None:
-            warm_start.load_into(model)
-            pretrained = True
+        pretrained = warm_start.unfit(spec) is None and warm_start.load_into(model, tokenizer) is None
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.config.dsft_tiny = {"arch": spec.arch, "seed": spec.seed, "family": spec.family, "copy_circuit": circuit,
                               "pretrained": pretrained,

@@ -221,8 +221,10 @@ class Writer:
     def conversation(self) -> dict:
         r = self.rng
         tools = [self.tool() for _ in range(r.randint(2, 6))]
-        names = set()
-        tools = [t for t in tools if not (t["name"] in names or names.add(t["name"]))]
+        unique: dict[str, dict] = {}
+        for t in tools:  # a name drawn twice keeps its first tool
+            unique.setdefault(t["name"], t)
+        tools = list(unique.values())
         messages: list[dict] = []
         if r.random() < 0.8:
             messages.append({"role": "system", "content": self.cap(self.phrase(4, 14)) + "."})

@@ -36,34 +36,47 @@ def provenance() -> dict | None:
     return json.loads(PROVENANCE.read_text(encoding="utf-8")) if PROVENANCE.is_file() else None
 
 
-def mismatch(model, tokenizer) -> str | None:
-    """Why the shipped weights cannot start this model; None when they fit it exactly."""
-    info = provenance()
-    if info is None or not WEIGHTS.is_file():
-        return "no pretrained weights are shipped in this installation"
-    if vocabulary_hash(tokenizer) != info["vocabulary_sha256"]:
-        return "the tokenizer is not the one they were trained with"
-    from safetensors import safe_open
-
-    shapes = {n: tuple(p.shape) for n, p in model.state_dict().items()}
-    with safe_open(WEIGHTS, "pt") as f:
-        stored = {n: tuple(f.get_slice(n).get_shape()) for n in f.keys()}
-    if stored != {n: s for n, s in shapes.items() if n in stored} or set(stored) - set(shapes):
-        return "the model's sizes are not the ones they were trained at"
+def unfit(spec) -> str | None:
+    """Why a build with these `TinySpec` options cannot start from the shipped weights, told from the
+    options alone (`dsft model tiny` says it, and knows whether a folder it built is current);
+    None when they may (`load_into` then checks the tokenizer and the sizes themselves)."""
+    if provenance() is None or not WEIGHTS.is_file():
+        return "this installation ships no pretrained weights"
+    if spec.arch != "deepseek_v3" or not spec.copy_circuit:
+        return "they are a DeepSeek-V3 model trained from the copy circuit"
+    if spec.corpus:
+        return "--corpus fits another tokenizer"
+    if spec.vocab_size != 8192:
+        return f"--vocab-size {spec.vocab_size} is not 8192"
+    if spec.family != "deepseek_v3":
+        return f"--family {spec.family} adds its own tokens"
     return None
 
 
-def load_into(model) -> None:
+def load_into(model, tokenizer) -> str | None:
+    """Start `model` from the shipped weights if they fit it exactly -- the tokenizer's vocabulary
+    hash, every weight's name and shape (the tied output layer is the embedding) -- and return None;
+    else leave it as it is and return why not."""
     import torch
     from safetensors.torch import load_file
 
+    info = provenance()
+    if info is None or not WEIGHTS.is_file():
+        return "this installation ships no pretrained weights"
+    if vocabulary_hash(tokenizer) != info["vocabulary_sha256"]:
+        return "the tokenizer is not the one they were trained with"
     weights = load_file(WEIGHTS)
     state = model.state_dict()
+    wanted = {n: tuple(t.shape) for n, t in state.items()
+              if not (model.config.tie_word_embeddings and n == "lm_head.weight")}
+    if {n: tuple(t.shape) for n, t in weights.items()} != wanted:
+        return "the model's sizes are not the ones they were trained at"
     with torch.no_grad():
         for name, value in weights.items():
             state[name].copy_(value.to(state[name].dtype))
     if model.config.tie_word_embeddings:
         model.tie_weights()
+    return None
 
 
 def store(run: Path) -> None:
