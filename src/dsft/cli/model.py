@@ -1,4 +1,4 @@
-"""`dsft model ...`: build the embedded default model."""
+"""`dsft model ...`: build the embedded default model, import a GGUF one."""
 
 from __future__ import annotations
 
@@ -73,6 +73,22 @@ def tiny(out: Path = typer.Option(None, "--out", help="Folder to write (default:
         console.print(f"note: not the pretrained start ({unfit or 'the shipped weights do not fit this build'}; "
                       "they fit the default tokenizer and DeepSeek-V3 format only): it learns tool use from your "
                       "data alone, so train longer")
+
+
+@app.command("import")
+def import_(file: Path = typer.Argument(..., help="A .gguf file (byte-level BPE tokenizer: llama, qwen2, ...)."),
+            out: Path = typer.Option(..., "--out", help="Folder to write the HF model to."),
+            dtype: str = typer.Option("float32", "--dtype", help="float32 or bfloat16 (half the disk and memory)."),
+            force: bool = typer.Option(False, "--force", help="Replace --out if it exists.")) -> None:
+    """Dequantize a GGUF model into a plain HF folder (safetensors, tokenizer, chat template) to train from."""
+    from dsft.model.import_gguf import import_gguf
+
+    record = import_gguf(file, out, dtype, force)
+    console.print(f"{record['architecture']} model {record.get('name') or file.stem} "
+                  f"({record['parameters'] / 1e6:.0f}M parameters, {dtype}, from {', '.join(record['types'])}; "
+                  f"pre-tokenizer {record['pre']}) -> {out}", highlight=False)
+    if record.get("note"):
+        console.print(f"note: {record['note']}", highlight=False)
 
 
 def _built(folder: Path) -> dict | None:

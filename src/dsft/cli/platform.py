@@ -15,6 +15,7 @@ from rich.table import Table
 from dsft.errors import UserError
 
 console = Console()
+err_console = Console(stderr=True)
 models_app = typer.Typer(help="Registered model versions and their aliases.", no_args_is_help=True)
 jobs_app = typer.Typer(help="The job queue.", no_args_is_help=True)
 pipeline_app = typer.Typer(help="The whole pipeline as one job.", no_args_is_help=True)
@@ -351,6 +352,11 @@ def export(ref: str = typer.Argument(..., help="RUN folder, NAME:VERSION or NAME
                         "drop --no-merge (serve the adapter with `dsft serve` instead)")
     result = run(ref, out, True, fmt, quant)
     console.print_json(json.dumps(result))
+    pre = result.get("tokenizer", {})
+    if pre.get("how") == "measured" and result.get("differing"):
+        err_console.print(escape(f"note: llama.cpp has no pre-tokenizer exactly like this model's; {pre['pre']!r} "
+                                 f"(written) tokenizes {pre['identical']} probe texts as training does. "
+                                 f"It differs on, e.g., {result['differing'][0][:60]!r}."), highlight=False)
 
 
 ab_app = typer.Typer(help="A/B tests between registered versions (traffic split by a stable hash of the user).",

@@ -9,8 +9,9 @@ The weights (`warm/tiny-deepseek_v3.safetensors`, bfloat16) fit exactly one layo
 the default tokenizer (cut from DeepSeek's merges, checked by the vocabulary's hash) and the
 DeepSeek-V3 chat format. Any other build -- `--corpus`, another family, arch or size,
 `--random-init`, `--no-pretrained` -- starts as before. `provenance()` says how they were made;
-`python -m dsft.model.warm_start --minutes 45` makes them again (the corpus and the training
-recipe are functions of their seeds; the step count, fitted to the time, is the machine's).
+`python -m dsft.model.warm_start --minutes 45` makes them again, `--resume --seed 1` trains them
+further on new rows (the corpus and the training recipe are functions of their seeds; the step
+count, fitted to the time, is the machine's).
 """
 
 from __future__ import annotations
@@ -93,16 +94,23 @@ def store(run: Path) -> None:
     save_file(state, WEIGHTS)
 
 
-def pretrain(minutes: float, rows: int = 24000, seed: int = 0, work: Path | None = None) -> dict:
-    """Build the copy-circuit model, write the generic corpus, train on it with `dsft train` for
-    `minutes`, and store the result (bfloat16) with its provenance. Returns the provenance."""
+def pretrain(minutes: float, rows: int = 24000, seed: int = 0, work: Path | None = None,
+             resume: bool = False) -> dict:
+    """Build the copy-circuit model (`resume`: the shipped pretrained one, to train it further on a
+    corpus of another seed), write the generic corpus, train on it with `dsft train` for `minutes`,
+    and store the result (bfloat16) with its provenance, earlier stages kept in `stages`."""
     from transformers import AutoTokenizer
 
     from dsft.model.tiny import TinySpec, build
     from dsft.model.warm_corpus import conversations, vocabulary_words
 
+    before = provenance() if resume else None
+    if resume and before is None:
+        raise SystemExit("--resume: this installation ships no pretrained weights to continue from")
     work = Path(work or tempfile.mkdtemp(prefix="dsft-warm-"))
-    base = build(work / "base", TinySpec(pretrained=False))
+    base = build(work / "base", TinySpec(pretrained=resume))
+    if resume and not json.loads((base / "config.json").read_text(encoding="utf-8"))["dsft_tiny"].get("pretrained"):
+        raise SystemExit("--resume: the shipped weights do not fit the default build")
     tokenizer = AutoTokenizer.from_pretrained(base)
     words = vocabulary_words(tokenizer)
     corpus, validation = work / "corpus.jsonl", work / "validation.jsonl"
@@ -120,13 +128,18 @@ def pretrain(minutes: float, rows: int = 24000, seed: int = 0, work: Path | None
     store(run)
     report = json.loads((run / "run.json").read_text(encoding="utf-8"))
     info = {"corpus": {"module": "dsft.model.warm_corpus", "rows": rows, "seed": seed, "words": len(words)},
-            "start": "copy circuit (model/copy_circuit.py), seed 0",
+            "start": ("the shipped weights of the stages before" if resume
+                      else "copy circuit (model/copy_circuit.py), seed 0"),
             "command": " ".join(["dsft", *cmd[1:]]).replace(str(work) + "/", "WORK/"),
             "config": config.read_text(encoding="utf-8"),
             "minutes": minutes, "steps": report.get("steps"), "seconds": report.get("seconds"),
             "kept": report.get("kept"), "train_loss": report.get("train_loss"), "eval_loss": report.get("eval_loss"),
             "last_eval": _last_eval(run / "metrics.jsonl"), "machine": _machine(),
             "vocabulary_sha256": vocabulary_hash(tokenizer), "dtype": "bfloat16"}
+    if before is not None:
+        earlier = before.pop("stages", [])
+        info["stages"] = [*earlier, before]
+        info["total_minutes"] = minutes + sum(st["minutes"] for st in info["stages"])
     PROVENANCE.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return info
 
@@ -152,5 +165,7 @@ if __name__ == "__main__":
     ap.add_argument("--rows", type=int, default=24000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--resume", action="store_true",
+                    help="train the shipped weights further (use another --seed: new corpus rows)")
     a = ap.parse_args()
-    print(json.dumps(pretrain(a.minutes, a.rows, a.seed, a.work), indent=2))
+    print(json.dumps(pretrain(a.minutes, a.rows, a.seed, a.work, a.resume), indent=2))
