@@ -152,5 +152,5 @@ def test_the_format_is_told_and_recorded(tiny_tokenizer):
 
     plain = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]")))
     plain.chat_template = tok.chat_template
-    with pytest.raises(UserError, match="cannot tell which DeepSeek chat format some/model speaks"):
+    with pytest.raises(UserError, match="cannot tell which chat format some/model speaks"):
         detect(plain, "some/model")

@@ -105,8 +105,38 @@ GOLDEN_PROMPTS = [
      BOS + "<｜User｜>A\n\nB<｜Assistant｜><think>"),  # consecutive users merge
 ]
 
+IM_S, IM_E = "<|im_start|>", "<|im_end|>"
+QWEN_TOOLS = ("# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with "
+              "function signatures within <tools></tools> XML tags:\n<tools>\n"
+              '{"type": "function", "function": {"name": "get_weather", "description": "Get the weather", "parameters": '
+              '{"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}}\n</tools>\n\n'
+              "For each function call, return a json object with function name and arguments within "
+              '<tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}'
+              "\n</tool_call>")
+
 # (family, options, conversation, expected full training text)
 GOLDEN_TRAINING = [
+    # ChatML with Hermes calls, Qwen2.5-Instruct's layout: assistant turns as transformers renders them in
+    # modelscope/AgentJet documents/tokenizer_nodes.md (cases 1 and 2), the tools block and <tool_response>
+    # turns as its template reads in jacksonsc007/frugal-agent utils/others/chat_template.py; without
+    # Qwen's default system prompt (dsft's choice, chat/families/chatml.py)
+    ("chatml", Options(), conv(S, {"role": "user", "content": "Weather in Paris?"},
+                               {"role": "assistant", "tool_calls": [call("get_weather", location="Paris")]},
+                               {"role": "tool", "tool_call_id": "a", "content": "22C"},
+                               {"role": "assistant", "content": "It is 22C."}, tools=[WEATHER]),
+     f"{IM_S}system\nYou are a helpful assistant\n\n{QWEN_TOOLS}{IM_E}\n{IM_S}user\nWeather in Paris?{IM_E}\n"
+     f'{IM_S}assistant\n<tool_call>\n{{"name": "get_weather", "arguments": {{"location": "Paris"}}}}\n</tool_call>{IM_E}\n'
+     f"{IM_S}user\n<tool_response>\n22C\n</tool_response>{IM_E}\n{IM_S}assistant\nIt is 22C.{IM_E}\n"),
+    ("chatml", Options(), conv({"role": "user", "content": "Weather in Paris and Rome?"},
+                               {"role": "assistant", "content": "THIS IS CONTENT",
+                                "tool_calls": [call("get_weather", "a", location="Paris"),
+                                               call("get_weather", "b", location="Rome")]},
+                               {"role": "tool", "tool_call_id": "a", "content": "22C"},
+                               {"role": "tool", "tool_call_id": "b", "content": "25C"}),
+     f"{IM_S}user\nWeather in Paris and Rome?{IM_E}\n{IM_S}assistant\nTHIS IS CONTENT\n<tool_call>\n"
+     f'{{"name": "get_weather", "arguments": {{"location": "Paris"}}}}\n</tool_call>\n<tool_call>\n'
+     f'{{"name": "get_weather", "arguments": {{"location": "Rome"}}}}\n</tool_call>{IM_E}\n'
+     f"{IM_S}user\n<tool_response>\n22C\n</tool_response>\n<tool_response>\n25C\n</tool_response>{IM_E}\n"),
     # V3.1's template, as above: calls chained without separators, outputs bare, the answer after them
     ("deepseek_v31", Options(), PARALLEL,
      BOS + "<｜User｜>Weather in Paris and Rome?<｜Assistant｜></think><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather"
@@ -235,6 +265,19 @@ def test_a_malformed_dsml_block_is_a_parse_error_not_content(family, block):
         assert not turn.ok and why in turn.error
 
 
+def test_chatml_calls_parse_as_hermes_blocks_and_malformed_ones_are_errors():
+    f = get("chatml")
+    good = 'Sure.\n<tool_call>\n{"name": "f", "arguments": {"n": 3}}\n</tool_call><|im_end|>'
+    turn = f.parse(good)
+    assert turn.ok and turn.content == "Sure." and [(c.name, c.arguments) for c in turn.tool_calls] == [("f", {"n": 3})]
+    as_string = f.parse('<tool_call>\n{"name": "f", "arguments": "{\\"n\\": 3}"}\n</tool_call>')
+    assert as_string.ok and as_string.tool_calls[0].arguments == {"n": 3} and as_string.content is None
+    for bad, why in [(good.replace('"n": 3', '"n": 3x'), "not JSON"), (good.split("</tool_call>")[0], "not closed"),
+                     ('<tool_call>\n{"tool": "f"}\n</tool_call>', '"name"')]:
+        turn = f.parse(bad)
+        assert not turn.ok and why in turn.error
+
+
 def test_a_family_refuses_what_it_cannot_express(tok):
     from dsft.chat.encoder import RenderError
 
@@ -264,19 +307,20 @@ def test_detection_of_the_shipped_configs_and_of_templates(tok):
         text = prompt_text(conv(S, U1, A1, U2), tok, f)  # one conversation per shipped config renders
         assert text.startswith(BOS) and "Who are you" in text
     for template, family in [("{{'<｜Assistant｜></think>'}}", "deepseek_v31"), ("{{'<｜Assistant｜><think>\\n'}}", "deepseek_r1"),
-                             ("{{'### Instruction:\\n'}}<|EOT|>", "deepseek_coder"), ("{{'Assistant: ' + c}}", "deepseek_llm")]:
+                             ("{{'### Instruction:\\n'}}<|EOT|>", "deepseek_coder"), ("{{'Assistant: ' + c}}", "deepseek_llm"),
+                             ("{{'<|im_start|>' + message['role'] + '\\n'}}", "chatml")]:
         stand_in.chat_template = template
         assert detect(stand_in, "some/model").name == family
     stand_in.chat_template = None
     from dsft.errors import UserError
 
-    with pytest.raises(UserError, match="cannot tell which DeepSeek chat format") as e:
+    with pytest.raises(UserError, match="cannot tell which chat format") as e:
         detect(stand_in, "some/model")
     assert "deepseek_v4" in e.value.fix
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["deepseek_v3", "deepseek_v31", "deepseek_r1", "deepseek_v4"])
+@pytest.mark.parametrize("family", ["deepseek_v3", "deepseek_v31", "deepseek_r1", "deepseek_v4", "chatml"])
 def test_a_tiny_model_in_each_family_trains_evaluates_and_renders(tmp_path, family):
     from conftest import read_jsonl, run_dsft
 
@@ -291,14 +335,15 @@ def test_a_tiny_model_in_each_family_trains_evaluates_and_renders(tmp_path, fami
     assert metrics["n"] == 3 and 0 <= metrics["parse_rate"] <= 1
     shown = run_dsft("chat", "render", tmp_path / "d.jsonl", "--model", tmp_path / "r", check=0).stdout
     marker = {"deepseek_v3": "function<｜tool▁sep｜>", "deepseek_v31": "<｜Assistant｜></think>",
-              "deepseek_r1": "<｜Assistant｜><think>", "deepseek_v4": "<｜DSML｜tool_calls>"}[family]
+              "deepseek_r1": "<｜Assistant｜><think>", "deepseek_v4": "<｜DSML｜tool_calls>",
+              "chatml": '<tool_call>\n{"name": "'}[family]
     assert f"format: {family}" in shown and marker in shown.replace("«", "").replace("»", "")
     assert read_jsonl(tmp_path / "r" / "metrics.jsonl")
 
 
 @pytest.mark.parametrize("family, thinking", [("deepseek_llm", False), ("deepseek_coder", False), ("deepseek_v25", False),
                                               ("deepseek_v3", False), ("deepseek_r1", True), ("deepseek_v31", False),
-                                              ("deepseek_v31", True)])
+                                              ("deepseek_v31", True), ("chatml", False)])
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 def test_dsfts_exported_templates_render_as_the_encoder(tok, family, thinking, shape):
     """Exports carry chat/templates/FAMILY.jinja: what vLLM, llama.cpp or plain transformers render
@@ -313,7 +358,8 @@ def test_dsfts_exported_templates_render_as_the_encoder(tok, family, thinking, s
         return
     t = copy.copy(tok)
     t.chat_template = load_template(family)
-    opts, compact = Options(thinking=thinking), family != "deepseek_v31"  # V3.1 prints arguments as clients send them
+    # V3.1 and ChatML print arguments as clients send them
+    opts, compact = Options(thinking=thinking), family not in ("deepseek_v31", "chatml")
     messages, tools = template_inputs(c, compact)
     out = t.apply_chat_template(messages, tools=tools, tokenize=True, return_dict=True,
                                 return_assistant_tokens_mask=True, thinking=thinking)
@@ -443,6 +489,10 @@ def test_the_ollama_modelfile_prompts_in_the_runs_format():
     assert v31.startswith("FROM ./m.gguf") and '}}<｜Assistant｜></think>"""' in v31
     assert "{{ .Content }}" in v31 and "{{{{" not in v31
     assert modelfile("m.gguf", "deepseek_coder") is None
+    chatml = modelfile("m.gguf", "chatml")  # a ChatML run prompts in ChatML, not in DeepSeek's tokens
+    assert chatml.endswith('{{ end }}<|im_start|>assistant\n"""\nPARAMETER stop "<|im_end|>"\nPARAMETER stop "<|im_start|>"\n'
+                           "PARAMETER temperature 0\n")
+    assert "｜" not in chatml and "{{{{" not in chatml
 
 
 def test_think_written_in_content_is_reasoning_and_follows_the_family_rule(tok):

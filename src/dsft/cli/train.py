@@ -40,7 +40,7 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags
                                                        help="Variants per tool-use row with argument values "
                                                             "resampled in the same shape (0 = off)."),
           chat_family: Optional[str] = typer.Option(None, "--chat-family",
-                                                    help="The DeepSeek format to train in (default: told from the model)."),
+                                                    help="The chat format to train in: a DeepSeek one, or chatml (default: told from the model)."),
           thinking: Optional[bool] = typer.Option(None, "--thinking/--no-thinking",
                                                   help="Thinking mode for V3.1, V3.2 and V4."),
           resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder from its last checkpoint."),

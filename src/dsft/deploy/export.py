@@ -113,8 +113,25 @@ MODELFILE_TURNS = {"deepseek_v3": ("<｜Assistant｜>", "<｜Assistant｜>"), "d
                    "deepseek_v4": ("<｜Assistant｜></think>", "<｜Assistant｜></think>")}
 
 
+CHATML_MODELFILE = '''FROM ./{gguf}
+# dsft's chatml format (docs/formats.md), tools-free: <|im_start|>ROLE ... <|im_end|> turns.
+TEMPLATE """{{{{- if .System }}}}<|im_start|>system
+{{{{ .System }}}}<|im_end|>
+{{{{ end }}}}
+{{{{- range .Messages }}}}<|im_start|>{{{{ .Role }}}}
+{{{{ .Content }}}}<|im_end|>
+{{{{ end }}}}<|im_start|>assistant
+"""
+PARAMETER stop "<|im_end|>"
+PARAMETER stop "<|im_start|>"
+PARAMETER temperature 0
+'''
+
+
 def modelfile(gguf: str, family: str) -> str | None:
     """Ollama's Modelfile for the run's format, or None where dsft has none (pre-V2.5 layouts)."""
+    if family == "chatml":
+        return CHATML_MODELFILE.format(gguf=gguf)
     if family not in MODELFILE_TURNS:
         return None
     history, prompt = MODELFILE_TURNS[family]

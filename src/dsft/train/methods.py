@@ -24,13 +24,21 @@ METHODS = ("lora", "dora", "qlora", "ia3", "prefix", "full")
 ADAPTER_METHODS = {"lora", "dora", "qlora"}
 
 
+def quiet_adapter_libraries() -> None:
+    """Silence what every adapter run printed that the user cannot act on: bitsandbytes logs, on every
+    CPU run that imports it (peft does, for any adapter, in training, eval and serving), that an
+    optional kernel package is missing (the QLoRA preset's warning says once why QLoRA on a CPU is
+    slow); peft asks the model for `is_gradient_checkpointing`, which transformers 5 deprecates (a
+    FutureWarning at every load; the trainer reports the method's real costs instead)."""
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
+
+
 def quantization_config(method: str) -> Any | None:
     """BitsAndBytesConfig for QLoRA (the guide's section 3.2.2 settings), None otherwise."""
     if method != "qlora":
         return None
-    # bitsandbytes logs, on every CPU run, that an optional kernel package is missing: nothing the user
-    # can act on (the preset's warning says once why QLoRA on a CPU is slow).
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    quiet_adapter_libraries()
     try:
         import bitsandbytes  # noqa: F401
         import torch
@@ -46,13 +54,11 @@ def wrap(model, cfg):
     """The model ready to train with `cfg.method`; adapted modules are checked, not assumed."""
     if cfg.method == "full":
         return model
+    quiet_adapter_libraries()
     from peft import get_peft_model
 
     from dsft.train.targets import check_adapted, exact_targets, resolve
 
-    # peft asks the model for `is_gradient_checkpointing`, which transformers 5 deprecates: a FutureWarning
-    # at every run that the user cannot act on (the trainer reports the method's real costs instead).
-    warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
     if cfg.method == "qlora":
         from peft import prepare_model_for_kbit_training
 

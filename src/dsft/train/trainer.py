@@ -101,14 +101,17 @@ def load_model(cfg: TrainConfig):
 def ensure_distinct_pad(tokenizer, name: str) -> None:
     """A pad token that is not EOS, so padding never teaches the model to stop (or not to).
 
-    Many checkpoints set pad = EOS (deepseek-coder does). When the vocabulary already holds a
-    special pad token (DeepSeek's `<｜▁pad▁｜>`, `<pad>`, ...) it is used; adding a new token would
+    Many checkpoints set pad = EOS (deepseek-coder does, SmolLM2 does). When the vocabulary already
+    holds a special pad token (DeepSeek's `<｜▁pad▁｜>`, `<pad>`, ...) it is used, else a document
+    separator the chat format never writes (`<|endoftext|>`: Qwen's own pad); adding a new token would
     change the vocabulary under the base model, so that is left to the user, with this error."""
     if tokenizer.pad_token_id is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
         return
     vocab = tokenizer.get_vocab()
     special = set(tokenizer.all_special_tokens) | {t.content for t in tokenizer.added_tokens_decoder.values()}
-    for candidate in sorted(t for t in special if "pad" in t.lower() and t in vocab):
+    pads = sorted(t for t in special if "pad" in t.lower() and t in vocab)
+    separators = [t for t in ("<|endoftext|>",) if t in special and t in vocab and t != tokenizer.bos_token]
+    for candidate in pads + separators:
         if vocab[candidate] != tokenizer.eos_token_id:
             tokenizer.pad_token = candidate
             return
