@@ -114,8 +114,26 @@ QWEN_TOOLS = ("# Tools\n\nYou may call one or more functions to assist with the 
               '<tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}'
               "\n</tool_call>")
 
+LL_H = "<|start_header_id|>{}<|end_header_id|>\n\n".format
+LL_TOOL = json.dumps({"type": "function", "function": WEATHER}, indent=4)  # the template's `tojson(indent=4)`
+
 # (family, options, conversation, expected full training text)
 GOLDEN_TRAINING = [
+    # Llama 3.1: headers and <|eot_id|> as meta-llama/llama-models models/llama3_1/api/chat_format.py @ 0b8d6338;
+    # the system lines, tools in the first user turn and the {"name", "parameters"} call as Llama-3.1-Instruct's
+    # template (vllm-project/vllm examples/tool_chat_template_llama3.1_json.jinja @ 54522760); the result
+    # written as returned, the instruction sentences spaced (dsft's choices, chat/families/llama3.py)
+    ("llama3", Options(), conv(S, {"role": "user", "content": "Weather in Paris?"},
+                               {"role": "assistant", "tool_calls": [call("get_weather", location="Paris")]},
+                               {"role": "tool", "tool_call_id": "a", "content": "22C"},
+                               {"role": "assistant", "content": "It is 22C."}, tools=[WEATHER]),
+     "<|begin_of_text|>" + LL_H("system") + "Environment: ipython\nCutting Knowledge Date: December 2023\n"
+     "Today Date: 26 Jul 2024\n\nYou are a helpful assistant<|eot_id|>" + LL_H("user")
+     + "Given the following functions, please respond with a JSON for a function call with its proper arguments "
+     'that best answers the given prompt.\n\nRespond in the format {"name": function name, "parameters": '
+     "dictionary of argument name and its value}. Do not use variables.\n\n" + LL_TOOL + "\n\nWeather in Paris?"
+     "<|eot_id|>" + LL_H("assistant") + '{"name": "get_weather", "parameters": {"location": "Paris"}}<|eot_id|>'
+     + LL_H("ipython") + "22C<|eot_id|>" + LL_H("assistant") + "It is 22C.<|eot_id|>"),
     # ChatML with Hermes calls, Qwen2.5-Instruct's layout: assistant turns as transformers renders them in
     # modelscope/AgentJet documents/tokenizer_nodes.md (cases 1 and 2), the tools block and <tool_response>
     # turns as its template reads in jacksonsc007/frugal-agent utils/others/chat_template.py; without
@@ -215,7 +233,10 @@ SHAPES = {
 
 def _expressible(family, c) -> bool:
     f = FAMILIES[family]
-    return (f.tools or not c.calls()) and (f.reasoning or not any(m.reasoning for m in c.messages))
+    calling = [m for m in c.messages if m.tool_calls]
+    return ((f.tools or not c.calls()) and (f.reasoning or not any(m.reasoning for m in c.messages))
+            and (f.parallel_calls or all(len(m.tool_calls) == 1 for m in calling))
+            and (f.text_before_calls or not any(m.content for m in calling)))
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -278,6 +299,19 @@ def test_chatml_calls_parse_as_hermes_blocks_and_malformed_ones_are_errors():
         assert not turn.ok and why in turn.error
 
 
+def test_llama3_calls_parse_with_or_without_the_python_tag():
+    """Meta's decoder reads custom calls "with or without the python tag" (chat_format.py, as above)."""
+    f = get("llama3")
+    for text in ('{"name": "f", "parameters": {"n": 3}}<|eot_id|>', '<|python_tag|>{"name": "f", "parameters": {"n": 3}}<|eom_id|>',
+                 '{"name": "f", "arguments": {"n": 3}}'):
+        turn = f.parse(text)
+        assert turn.ok and turn.content is None and [(c.name, c.arguments) for c in turn.tool_calls] == [("f", {"n": 3})]
+    assert f.parse("It is 22C.<|eot_id|>").content == "It is 22C."
+    for bad, why in [('{"name": "f", "parameters": {"n": 3x}}', "not JSON"), ('{"name": "f", "parameters": 3}', '"parameters"')]:
+        turn = f.parse(bad)
+        assert not turn.ok and why in turn.error
+
+
 def test_a_family_refuses_what_it_cannot_express(tok):
     from dsft.chat.encoder import RenderError
 
@@ -308,7 +342,8 @@ def test_detection_of_the_shipped_configs_and_of_templates(tok):
         assert text.startswith(BOS) and "Who are you" in text
     for template, family in [("{{'<｜Assistant｜></think>'}}", "deepseek_v31"), ("{{'<｜Assistant｜><think>\\n'}}", "deepseek_r1"),
                              ("{{'### Instruction:\\n'}}<|EOT|>", "deepseek_coder"), ("{{'Assistant: ' + c}}", "deepseek_llm"),
-                             ("{{'<|im_start|>' + message['role'] + '\\n'}}", "chatml")]:
+                             ("{{'<|im_start|>' + message['role'] + '\\n'}}", "chatml"),
+                             ("{{'<|start_header_id|>' + message['role'] + '<|end_header_id|>'}}", "llama3")]:
         stand_in.chat_template = template
         assert detect(stand_in, "some/model").name == family
     stand_in.chat_template = None
@@ -320,7 +355,7 @@ def test_detection_of_the_shipped_configs_and_of_templates(tok):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["deepseek_v3", "deepseek_v31", "deepseek_r1", "deepseek_v4", "chatml"])
+@pytest.mark.parametrize("family", ["deepseek_v3", "deepseek_v31", "deepseek_r1", "deepseek_v4", "chatml", "llama3"])
 def test_a_tiny_model_in_each_family_trains_evaluates_and_renders(tmp_path, family):
     from conftest import read_jsonl, run_dsft
 
@@ -336,14 +371,14 @@ def test_a_tiny_model_in_each_family_trains_evaluates_and_renders(tmp_path, fami
     shown = run_dsft("chat", "render", tmp_path / "d.jsonl", "--model", tmp_path / "r", check=0).stdout
     marker = {"deepseek_v3": "function<｜tool▁sep｜>", "deepseek_v31": "<｜Assistant｜></think>",
               "deepseek_r1": "<｜Assistant｜><think>", "deepseek_v4": "<｜DSML｜tool_calls>",
-              "chatml": '<tool_call>\n{"name": "'}[family]
+              "chatml": '<tool_call>\n{"name": "', "llama3": '<|end_header_id|>\n\n{"name": "'}[family]
     assert f"format: {family}" in shown and marker in shown.replace("«", "").replace("»", "")
     assert read_jsonl(tmp_path / "r" / "metrics.jsonl")
 
 
 @pytest.mark.parametrize("family, thinking", [("deepseek_llm", False), ("deepseek_coder", False), ("deepseek_v25", False),
                                               ("deepseek_v3", False), ("deepseek_r1", True), ("deepseek_v31", False),
-                                              ("deepseek_v31", True), ("chatml", False)])
+                                              ("deepseek_v31", True), ("chatml", False), ("llama3", False)])
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 def test_dsfts_exported_templates_render_as_the_encoder(tok, family, thinking, shape):
     """Exports carry chat/templates/FAMILY.jinja: what vLLM, llama.cpp or plain transformers render
@@ -359,7 +394,7 @@ def test_dsfts_exported_templates_render_as_the_encoder(tok, family, thinking, s
     t = copy.copy(tok)
     t.chat_template = load_template(family)
     # V3.1 and ChatML print arguments as clients send them
-    opts, compact = Options(thinking=thinking), family not in ("deepseek_v31", "chatml")
+    opts, compact = Options(thinking=thinking), family not in ("deepseek_v31", "chatml", "llama3")
     messages, tools = template_inputs(c, compact)
     out = t.apply_chat_template(messages, tools=tools, tokenize=True, return_dict=True,
                                 return_assistant_tokens_mask=True, thinking=thinking)
@@ -493,6 +528,9 @@ def test_the_ollama_modelfile_prompts_in_the_runs_format():
     assert chatml.endswith('{{ end }}<|im_start|>assistant\n"""\nPARAMETER stop "<|im_end|>"\nPARAMETER stop "<|im_start|>"\n'
                            "PARAMETER temperature 0\n")
     assert "｜" not in chatml and "{{{{" not in chatml
+    llama3 = modelfile("m.gguf", "llama3")
+    assert '{{ .Content }}<|eot_id|>\n{{- end }}<|start_header_id|>assistant<|end_header_id|>\n\n"""' in llama3
+    assert "Today Date: 26 Jul 2024\n\n{{ if .System }}" in llama3 and "{{{{" not in llama3
 
 
 def test_think_written_in_content_is_reasoning_and_follows_the_family_rule(tok):

@@ -125,12 +125,13 @@ def grammar_for(family: Family, tokenizer, tools: list[Tool], choice: str = "aut
     rules = [f"call_{k}: {lit(t.name + layout.mid)} args_{k}\nargs_{k}: %json {_schema(t, layout)}"
              for k, t in enumerate(named)]
     call = "call: " + " | ".join(f"call_{k}" for k in range(len(named)))
-    more = f" ({lit(layout.between)} call)*" if parallel else ""
+    more = f" ({lit(layout.between)} call)*" if parallel and family.parallel_calls else ""
     calls = f"calls: {'' if opened else lit(layout.open)} call{more} {lit(layout.close)}"
     if opened:
         start = "start: calls"
     else:
-        start = "start: TEXT | TEXT? calls" if choice == "auto" else "start: WS? calls"
+        text = "TEXT?" if family.text_before_calls else ""
+        start = f"start: TEXT | {text} calls" if choice == "auto" else "start: WS? calls"
     return "\n".join([start, calls, call, *rules, "TEXT: /(?s:.+)/", "WS: /[ \\t\\n]+/"])
 
 

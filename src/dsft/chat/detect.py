@@ -1,4 +1,4 @@
-"""Which chat format (a DeepSeek generation's, or ChatML) a tokenizer's model speaks, and where that choice is kept.
+"""Which chat format (a DeepSeek generation's, ChatML or Llama 3) a tokenizer's model speaks, and where that choice is kept.
 
 The family is told, in order, by: an explicit choice (`chat.family`, `--chat-family`); the one a
 dsft run or tiny model recorded in its `tokenizer_config.json` (`chat_family`, so a served or
@@ -29,7 +29,8 @@ _TEMPLATE_MARKS = (
     ("'Assistant: '", "deepseek_llm"),
     ("is_first_sp", "deepseek_v3"),
     ("ns.system_prompt = message['content']", "deepseek_v25"),
-    ("<|im_start|>", "chatml"),  # last: a DeepSeek template never holds it
+    ("<|im_start|>", "chatml"),  # last: a DeepSeek template never holds them
+    ("<|start_header_id|>", "llama3"),
 )
 _NAME_MARKS = (("v3.2", "deepseek_v32"), ("v3_2", "deepseek_v32"), ("v4", "deepseek_v4"), ("v3.1", "deepseek_v31"),
                ("r1", "deepseek_r1"), ("coder-v2", "deepseek_llm"), ("v2-lite", "deepseek_llm"),
@@ -61,7 +62,7 @@ def detect(tokenizer, name: str = "", override: str | None = None, model_type: s
                 return FAMILIES[family]
     if "<｜User｜>" in tokenizer.get_vocab():
         return FAMILIES["deepseek_v3"]
-    raise UserError(f"cannot tell which chat format {name or 'this model'} speaks (DeepSeek's or ChatML)",
+    raise UserError(f"cannot tell which chat format {name or 'this model'} speaks (DeepSeek's, ChatML or Llama 3)",
                     f"set chat.family (or --chat-family) to one of: {', '.join(FAMILIES)}")
 
 

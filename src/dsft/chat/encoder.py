@@ -82,6 +82,8 @@ class Family:
     calls_open: str = "<｜tool▁calls▁begin｜>"
     forced_call: str = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>"
     after_name: str = "\n"
+    parallel_calls: bool = True  # can one turn hold several calls?
+    text_before_calls: bool = True  # can a calling turn hold text before its calls?
     special_tokens: tuple[str, ...] = ()  # beyond V3's chat tokens, for `dsft model tiny --family`
 
     def pieces(self, conv: Conversation, opts: Options, bos: str, prompt: bool) -> list[Piece]:

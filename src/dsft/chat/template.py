@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-TEMPLATES = ("deepseek_llm", "deepseek_coder", "deepseek_v25", "deepseek_v3", "deepseek_r1", "deepseek_v31", "chatml")
+TEMPLATES = ("deepseek_llm", "deepseek_coder", "deepseek_v25", "deepseek_v3", "deepseek_r1", "deepseek_v31", "chatml", "llama3")
 # V2.5 is V3's layout keeping only the last system message: V3's file with its one switch flipped,
 # so the two cannot drift apart.
 _DERIVED = {"deepseek_v25": ("deepseek_v3", "{%- set last_system_only = false -%}", "{%- set last_system_only = true -%}")}

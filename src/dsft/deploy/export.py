@@ -128,10 +128,32 @@ PARAMETER temperature 0
 '''
 
 
+LLAMA3_MODELFILE = '''FROM ./{gguf}
+# dsft's llama3 format (docs/formats.md), tools-free: header-framed turns, <|eot_id|> after each.
+TEMPLATE """<|start_header_id|>system<|end_header_id|>
+
+Cutting Knowledge Date: December 2023
+Today Date: 26 Jul 2024
+
+{{{{ if .System }}}}{{{{ .System }}}}{{{{ end }}}}<|eot_id|>
+{{{{- range .Messages }}}}<|start_header_id|>{{{{ .Role }}}}<|end_header_id|>
+
+{{{{ .Content }}}}<|eot_id|>
+{{{{- end }}}}<|start_header_id|>assistant<|end_header_id|>
+
+"""
+PARAMETER stop "<|eot_id|>"
+PARAMETER stop "<|eom_id|>"
+PARAMETER temperature 0
+'''
+
+
 def modelfile(gguf: str, family: str) -> str | None:
     """Ollama's Modelfile for the run's format, or None where dsft has none (pre-V2.5 layouts)."""
     if family == "chatml":
         return CHATML_MODELFILE.format(gguf=gguf)
+    if family == "llama3":  # llama.cpp adds <|begin_of_text|> itself (the GGUF's BOS)
+        return LLAMA3_MODELFILE.format(gguf=gguf)
     if family not in MODELFILE_TURNS:
         return None
     history, prompt = MODELFILE_TURNS[family]
