@@ -134,3 +134,33 @@ def test_text_metrics_hand_computed():
     got = label_scores(["A", "b", "b", "c"], ["a", "a", "b", "b"])
     assert got["label_accuracy"] == 0.5 and got["label_macro_f1"] == pytest.approx((2 / 3 + 0.5) / 2)
     assert text_scores([], []) == {"n": 0}
+
+
+@pytest.mark.parametrize("tail, stops", [
+    ([7, 8, 9] * 16, True),            # a 3-token loop, 16 times
+    ([4] * 16, True),                  # one token over and over
+    ([4] * 15, False),                 # not yet 16 times
+    (list(range(10, 58)), False),      # 48 distinct tokens
+    ([1, 2] * 15 + [3, 1, 2], False),  # broken by one other token
+    ([1, 2, 3, 4, 5] * 16, False),     # period 5: longer than it looks for
+])
+def test_a_looping_continuation_stops_and_only_that_row(tail, stops):
+    import torch
+
+    from dsft.eval.tooluse import RepetitionStop
+
+    done = RepetitionStop(prompt_width=2)(torch.tensor([[5, 6, *tail], [5, 6, *range(100, 100 + len(tail))]]))
+    assert done.tolist() == [stops, False]
+
+
+def test_generation_ends_a_looping_row_early(tiny_random_model):
+    """In `model.generate`: a loop stops the row before the token budget (an untrained model loops)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from dsft.eval.tooluse import generate
+
+    model, tok = AutoModelForCausalLM.from_pretrained(tiny_random_model), AutoTokenizer.from_pretrained(tiny_random_model)
+    prompt = tok("aaaa aaaa aaaa aaaa", add_special_tokens=False)["input_ids"]
+    text = generate(model, tok, [prompt], max_new_tokens=400)[0]
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.eos_token not in text and len(set(ids)) <= 4 and 16 <= len(ids) <= 32  # cut at the loop, not at EOS
