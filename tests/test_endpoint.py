@@ -101,6 +101,9 @@ def test_eval_endpoint_requests_the_served_model(listing, asked, sent):
     # a call the server could not parse comes back as content: broken, as in-process scoring says
     ({"content": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{\"x\": "}, 0, False),
     ({"content": "<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">"}, 0, False),
+    ({"content": "Sure.\n<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": "}, 0, False),  # ChatML
+    ({"content": "{\"name\": \"f\", \"parameters\": {\"x\": "}, 0, False),  # Llama 3: a JSON call opens the turn
+    ({"content": 'The record is {"name": "Ada", "born": 1815}.'}, 0, True),  # elsewhere JSON is just text
 ])
 def test_a_served_reply_is_read_as_the_in_process_parse_would(message, calls, ok):
     from dsft.eval.score import prediction_calls

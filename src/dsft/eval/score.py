@@ -39,18 +39,29 @@ def prediction_calls(row: dict[str, Any]) -> tuple[list[ToolCall], bool, str | N
             continue
         calls.append(ToolCall(id=str(c.get("id") or k), name=fn["name"], arguments=args))
     content = row.get("content")
-    if not calls and isinstance(content, str) and any(m in content for m in _call_markers()):
+    if not calls and isinstance(content, str) and _holds_a_call(content):
         # A server that could not parse the model's call returns its text as content (dsft serve
         # does): a broken call, not a text reply, as in-process evaluation scores it.
         ok = False
     return calls, ok, content if isinstance(content, str) else None
 
 
+def _holds_a_call(content: str) -> bool:
+    """A family's call opener in the text: a marker (`<｜tool▁calls▁begin｜>`, `<tool_call>`, DSML)
+    anywhere, or a bare JSON opener (Llama 3's `{"name": "`) at the start only -- elsewhere that is
+    ordinary text, such as a JSON answer."""
+    tags, json_openers = _call_markers()
+    stripped = content.lstrip()
+    return any(m in content for m in tags) or any(stripped.startswith(m) for m in json_openers)
+
+
 @functools.cache
-def _call_markers() -> frozenset[str]:
+def _call_markers() -> tuple[frozenset[str], frozenset[str]]:
     from dsft.chat.families import FAMILIES
 
-    return frozenset(f.calls_open for f in FAMILIES.values())
+    openers = {f.calls_open for f in FAMILIES.values()}
+    json_openers = frozenset(o for o in openers if o.startswith("{"))
+    return frozenset(openers - json_openers), json_openers
 
 
 def score_file(predictions: Path, references: list[str]) -> dict[str, Any]:
