@@ -13,13 +13,13 @@ from dsft.deploy.to_gguf import field, read as read_gguf, split_kv_b
 from tests.conftest import run_dsft
 
 
-def lora_run(root: Path, arch: str, **overrides) -> Path:
+def lora_run(root: Path, arch: str, layers: int = 2, **overrides) -> Path:
     from dsft.data.generate import generate, load_scenarios
     from dsft.model.tiny import TinySpec, build
     from dsft.train.config import load
     from dsft.train.trainer import train
 
-    base = build(root / f"tiny-{arch}", TinySpec(arch=arch))
+    base = build(root / f"tiny-{arch}", TinySpec(arch=arch, layers=layers))
     data = root / "d.jsonl"
     data.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in generate(load_scenarios(), 40, seed=1)))
     cfg = load(None, {"model.name_or_path": str(base), "data.train": [str(data)], "output.dir": str(root / f"run-{arch}"),
@@ -32,7 +32,9 @@ def lora_run(root: Path, arch: str, **overrides) -> Path:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("export")
-    return {arch: lora_run(root, arch) for arch in ("deepseek_v3", "deepseek_v2", "llama", "qwen2")}
+    # V2-Lite's layout at V2-Lite's depth: llama.cpp tells that layout by its 27 layers (deploy/to_gguf.py)
+    return {arch: lora_run(root, arch, layers=27 if arch == "deepseek_v2" else 2)
+            for arch in ("deepseek_v3", "deepseek_v2", "llama", "qwen2")}
 
 
 def test_merged_model_gives_the_adapter_models_logits(runs, tmp_path):
@@ -136,6 +138,9 @@ def test_deepseek_gguf_holds_every_weight_in_llama_cpps_deepseek2_layout(runs, t
 
 
 def test_unsupported_exports_are_clear_errors(runs, tmp_path):
+    shallow = lora_run(tmp_path, "deepseek_v2")  # V2-Lite's attention at 2 layers: llama.cpp could not read it
+    proc = run_dsft("export", shallow, "--out", tmp_path / "v2", "--format", "gguf", check=2)
+    assert "would not load in llama.cpp" in proc.stderr and not (tmp_path / "v2").exists()
     proc = run_dsft("export", runs["llama"], "--out", tmp_path / "q", "--quant", "awq", check=2)
     assert "needs a CUDA GPU" in proc.stderr
     proc = run_dsft("export", runs["llama"], "--out", tmp_path / "x", "--format", "onnx", check=2)

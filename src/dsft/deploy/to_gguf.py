@@ -25,6 +25,9 @@ from dsft.errors import UserError
 
 ARCHES = {"llama": "LLAMA", "qwen2": "QWEN2", "deepseek_v2": "DEEPSEEK2", "deepseek_v3": "DEEPSEEK2"}
 QUANTS = ("f32", "f16", "q8_0")
+# llama.cpp (0.3.36's) reads a deepseek2 file without attention.q_lora_rank only when it has 27 layers
+# (`is_lite` in llama-model.cpp); at any other depth it asks for the key and refuses the file
+LITE_LAYERS = 27
 _EXPERT = re.compile(r"model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$")
 
 
@@ -60,6 +63,11 @@ def write(model_dir: Path, out_file: Path, quant: str = "f16") -> dict[str, Any]
     writer.add_rope_freq_base(float(getattr(config, "rope_theta", None) or rope.get("rope_theta", 10000.0)))
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
     if arch_name == "DEEPSEEK2":
+        if not config.q_lora_rank and config.num_hidden_layers != LITE_LAYERS:
+            raise UserError(f"{model_dir.name}: a DeepSeek model without q LoRA (V2-Lite's attention) of "
+                            f"{config.num_hidden_layers} layers would not load in llama.cpp, which tells that layout "
+                            f"by V2-Lite's {LITE_LAYERS} layers",
+                            "export --format safetensors and serve it with transformers or vLLM")
         _deepseek2_keys(writer, config, rope)
     else:
         writer.add_head_count_kv(config.num_key_value_heads)
