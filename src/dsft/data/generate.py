@@ -106,7 +106,7 @@ def hold_out(spec: Scenarios, share: float = 0.25, seed: int = 0) -> HeldOut:
             return values, values
         order = list(values)
         rng.shuffle(order)
-        k = max(1, round(len(order) * share))
+        k = min(len(order) - 1, max(1, round(len(order) * share)))  # each side keeps one
         if name:
             held_values[name] = held_values.get(name, 0) + k
         return order[k:], order[:k]
@@ -122,7 +122,7 @@ def hold_out(spec: Scenarios, share: float = 0.25, seed: int = 0) -> HeldOut:
         if len(s.requests) >= 3:
             order = list(s.requests)
             rng.shuffle(order)
-            k = max(1, round(len(order) * share))
+            k = min(len(order) - 1, max(1, round(len(order) * share)))  # each side keeps one
             seen, unseen, n_phrasings = order[k:], order[:k], n_phrasings + k
         own_train, own_test = slots(s.slots)
         train.append(Scenario(**{**s.__dict__, "requests": seen, "slots": own_train}))

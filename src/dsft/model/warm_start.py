@@ -9,9 +9,10 @@ The weights (`warm/tiny-deepseek_v3.safetensors`, bfloat16) fit exactly one layo
 the default tokenizer (cut from DeepSeek's merges, checked by the vocabulary's hash) and the
 DeepSeek-V3 chat format. Any other build -- `--corpus`, another family, arch or size,
 `--random-init`, `--no-pretrained` -- starts as before. `provenance()` says how they were made;
-`python -m dsft.model.warm_start --minutes 45` makes them again, `--resume --seed 1` trains them
-further on new rows (the corpus and the training recipe are functions of their seeds; the step
-count, fitted to the time, is the machine's).
+They were made in two stages, both recorded in the provenance: `python -m dsft.model.warm_start
+--minutes 40`, then `--resume --seed 1 --minutes 75 --rows 36000` (further training on new rows).
+The corpus and the recipe are functions of their seeds; the step count, fitted to the time, is
+the machine's.
 """
 
 from __future__ import annotations
