@@ -59,9 +59,6 @@ _register()
 def main() -> None:
     # dsft draws its own progress; transformers' per-load/save bars only add noise to its output.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from dsft.train.methods import quiet_adapter_libraries
-
-    quiet_adapter_libraries()  # eval and serve load adapters too, not only training
     try:
         app()
     except UserError as e:

@@ -93,14 +93,20 @@ def pre_tokenizer_json(name: str) -> dict:
         {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
 
 
+def with_split(spec: dict, name: str) -> dict:
+    """A tokenizer.json (as a dict) given llama.cpp's `name` split: its regexes and whether whole
+    pre-tokens found in the vocabulary skip the merges (llama-bpe)."""
+    spec["pre_tokenizer"] = pre_tokenizer_json(name)
+    spec["model"]["ignore_merges"] = PRE_TYPES[name][1]
+    return spec
+
+
 def simulated(tokenizer, name: str):
     """The tokenizer's vocabulary, merges and special tokens with llama.cpp's `name` split instead of its own."""
     from tokenizers import Tokenizer
 
-    spec = json.loads(tokenizer.backend_tokenizer.to_str())
-    spec["pre_tokenizer"] = pre_tokenizer_json(name)
+    spec = with_split(json.loads(tokenizer.backend_tokenizer.to_str()), name)
     spec["normalizer"] = None  # llama.cpp's gpt2 model normalizes nothing
-    spec["model"]["ignore_merges"] = PRE_TYPES[name][1]
     return Tokenizer.from_str(json.dumps(spec))
 
 

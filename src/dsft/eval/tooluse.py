@@ -266,6 +266,9 @@ def load_for_eval(path: str):
         tokenizer = AutoTokenizer.from_pretrained(path)
         adapter = folder / "adapter_config.json"
         if adapter.exists():
+            from dsft.train.methods import quiet_adapter_libraries
+
+            quiet_adapter_libraries()  # before peft is imported: it imports bitsandbytes, which logs then
             from peft import PeftModel
 
             base_name = locate(json.loads(adapter.read_text())["base_model_name_or_path"], f"{path}'s base model")

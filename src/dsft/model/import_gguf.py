@@ -50,7 +50,7 @@ def import_gguf(path: Path, out: Path, dtype: str = "float32", force: bool = Fal
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from dsft.deploy.gguf_vocab import PRE_TYPES, pre_tokenizer_json
+    from dsft.deploy.gguf_vocab import PRE_TYPES, with_split
 
     if dtype not in ("float32", "bfloat16"):
         raise UserError(f"--dtype {dtype} is not one dsft writes", "use float32 or bfloat16")
@@ -79,9 +79,7 @@ def import_gguf(path: Path, out: Path, dtype: str = "float32", force: bool = Fal
               "parameters": sum(p.numel() for p in model.parameters()), "dtype": dtype,
               "chat_template": bool(tok.chat_template)}
     if pre in PRE_TYPES:  # the split llama.cpp runs for this file, not transformers' approximation of it
-        spec = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
-        spec["pre_tokenizer"] = pre_tokenizer_json(pre)
-        spec["model"]["ignore_merges"] = PRE_TYPES[pre][1]
+        spec = with_split(json.loads((out / "tokenizer.json").read_text(encoding="utf-8")), pre)
         (out / "tokenizer.json").write_text(json.dumps(spec, ensure_ascii=False), encoding="utf-8")
     else:
         record["note"] = (f"the file's pre-tokenizer {pre!r} is not one dsft knows; the tokenizer keeps "

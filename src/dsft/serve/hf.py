@@ -255,6 +255,9 @@ class HFBackend:
         tokenizer = AutoTokenizer.from_pretrained(folder)
         adapter_cfg = path / "adapter_config.json"
         if adapter_cfg.exists():
+            from dsft.train.methods import quiet_adapter_libraries
+
+            quiet_adapter_libraries()  # before peft is imported: it imports bitsandbytes, which logs then
             from peft import PeftModel
 
             from dsft.model.locate import locate
