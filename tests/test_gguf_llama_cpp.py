@@ -83,3 +83,48 @@ def test_llama_cpp_tokenizes_smollm2s_chat_prompts_as_the_imported_tokenizer(tmp
     same = sum(llm.tokenize(p.encode("utf-8"), add_bos=False, special=True)
                == tok(p, add_special_tokens=False)["input_ids"] for p in prompts)
     assert same == len(prompts)
+
+
+def test_a_q8_0_deepseek_export_is_on_par_with_llama_cpps_own_quantizer(tiny_model, tmp_path):
+    """The embedded default (llama.cpp's deepseek2: MLA, MoE, split k_b/v_b) written as q8_0 by dsft,
+    against the same f32 export quantized by llama.cpp's own `llama_model_quantize` (q8_0, all 2-D
+    tensors it can): both files load, their next-token logits are as close to transformers' as each
+    other's (dsft's error at most 1.25x llama.cpp's, plus 1e-3), and their 24 greedy tokens agree."""
+    import ctypes
+
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from dsft.deploy import to_gguf
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    prompt = tok("<｜User｜>Ship 3 pallets to 14 Rua Augusta, Lisbon by 2031-02-17<｜Assistant｜>",
+                 add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        reference = model(input_ids=torch.tensor([prompt])).logits[0, -1].numpy()
+    ours = tmp_path / "dsft.q8_0.gguf"
+    to_gguf.write(tiny_model, ours, "q8_0")
+    theirs = tmp_path / "llama-cpp.q8_0.gguf"
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
+    assert llama_cpp.llama_model_quantize(str(_gguf(tiny_model, tmp_path)).encode(), str(theirs).encode(),
+                                          ctypes.byref(params)) == 0
+
+    def run(path: Path) -> tuple[np.ndarray, list[int]]:
+        llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, logits_all=True, verbose=False)
+        llm.eval(prompt)
+        logits = np.asarray(llm.scores[len(prompt) - 1]).copy()
+        tokens = []
+        for token in llm.generate(prompt, temp=0.0, top_k=1, reset=True):
+            tokens.append(token)
+            if len(tokens) == 24:
+                break
+        return logits, tokens
+
+    (ours_logits, ours_tokens), (theirs_logits, theirs_tokens) = run(ours), run(theirs)
+    ours_error, theirs_error = (float(np.abs(x - reference).max()) for x in (ours_logits, theirs_logits))
+    print(f"q8_0 max|logit error|: dsft {ours_error:.4f}, llama.cpp quantizer {theirs_error:.4f}")
+    assert ours_error <= 1.25 * theirs_error + 1e-3, (ours_error, theirs_error)
+    assert ours_tokens == theirs_tokens

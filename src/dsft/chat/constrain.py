@@ -198,8 +198,14 @@ class GrammarConstraint:
                     self.waiting[row] = last[row] != self.wait_for[row]
                     if self.waiting[row]:
                         continue
-                elif not m.consume_token(last[row]):
-                    continue  # cannot happen for a masked choice; the row then decodes freely
+                elif not m.validate_tokens([last[row]]):
+                    # A token the mask did not allow: the row was ended by another stopping rule
+                    # (a loop stop, another end id) and generate pads it. It is left alone, without
+                    # feeding the matcher a token it would reject (llguidance prints a parser error).
+                    self.matchers[row] = None
+                    continue
+                else:
+                    m.consume_token(last[row])
             elif self.waiting[row]:
                 continue
             if m.is_stopped():
