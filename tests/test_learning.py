@@ -166,6 +166,30 @@ def test_copy_augmentation_resamples_copied_values_in_their_shape():
         assert v.metadata["copy_augmented"] is True
 
 
+def test_a_one_token_word_is_resampled_as_another_one_token_word_of_its_case(tiny_tokenizer):
+    """A held-out value is often one token the training rows never hold ("Egypt"): half the time a
+    letter run that is one token becomes another one-token word of the same case (so the model
+    learns to copy such tokens, not to recall the few it saw); other runs, and the other half,
+    become dataset words or made-up letters as before."""
+    from collections import Counter
+
+    from dsft.data.augment import TokenWords, _letters, token_words
+
+    words = token_words(tiny_tokenizer)
+    assert "Egypt" in words and "Brazil" in words and "Norway" not in words  # Nor|way: two tokens
+    assert all(w.isascii() and w.isalpha() and 3 <= len(w) <= 12 for w in words)
+    pools, rng, data = TokenWords(words), random.Random(0), ["harbor", "meadow", "granite"]
+    seen = Counter()
+    for _ in range(800):
+        out = _letters("Egypt", rng, data, pools)
+        assert out != "Egypt" and out[:1].isupper() and out[1:].islower() and abs(len(out) - 5) <= 3
+        seen["token" if out in pools.members else "data" if out.lower() in data else "made up"] += 1
+    assert 340 <= seen["token"] <= 460 and seen["data"] >= 100 and seen["made up"] >= 100, seen
+    for _ in range(200):  # a run of several tokens never becomes a token word on purpose
+        out = _letters("Norway", rng, data, pools)
+        assert out.lower() in data or len(out) == 6
+
+
 def test_a_variant_that_breaks_the_schema_is_dropped():
     from dsft.data.augment import augment
 

@@ -8,9 +8,10 @@ the row it came from:
 
 - JSON numbers keep their type, sign, digit count and decimals (an integer stays an integer);
 - ISO dates, times and datetimes stay valid ones in the same format;
-- other strings keep their layout: digits become other digits, letter runs become other words (from
-  the dataset's own vocabulary or made up, in the same letter case), everything else is kept, so
-  an email stays an email and "ZX-4839" stays two capitals, a dash and four digits;
+- other strings keep their layout: digits become other digits, letter runs become other words (a
+  run that is one token of the tokenizer another such word, else a word of the dataset's own
+  vocabulary or made-up letters, in the same letter case), everything else is kept, so an email
+  stays an email and "ZX-4839" stays two capitals, a dash and four digits;
 - enum values, booleans and values the user never wrote are left alone (they are chosen, not copied).
 
 A variant whose arguments no longer satisfy the tool's schema is dropped. Only training rows are
@@ -49,9 +50,49 @@ def _case_like(word: str, model: str) -> str:
     return word
 
 
-def _letters(run: str, rng: random.Random, words: list[str]) -> str:
-    """Another run of letters: a dataset word of about the same length (half the time) or made-up
-    letters of the same length and case pattern."""
+def token_words(tokenizer) -> list[str]:
+    """ASCII words of 3-12 letters that are one token of `tokenizer` (with or without the leading
+    space a byte-level BPE glues on), in their own case, sorted."""
+    words = set()
+    for token in tokenizer.get_vocab():
+        text = token[1:] if token[:1] in ("Ġ", "▁") else token
+        if 3 <= len(text) <= 12 and text.isascii() and text.isalpha():
+            words.add(text)
+    return sorted(words)
+
+
+def _case(word: str) -> str:
+    return "upper" if word.isupper() else "title" if word[:1].isupper() and word[1:].islower() else \
+        "lower" if word.islower() else "mixed"
+
+
+class TokenWords:
+    """The tokenizer's one-token words by case pattern, for `_letters`."""
+
+    def __init__(self, words: Iterable[str] = ()):
+        self.members = set(words)
+        self.by_case: dict[str, list[str]] = {}
+        for w in sorted(self.members):
+            self.by_case.setdefault(_case(w), []).append(w)
+
+    def near(self, run: str) -> list[str]:
+        return [w for w in self.by_case.get(_case(run), ()) if abs(len(w) - len(run)) <= 3 and w != run]
+
+
+_NO_TOKENS = TokenWords()
+
+
+def _letters(run: str, rng: random.Random, words: list[str], tokens: TokenWords = _NO_TOKENS) -> str:
+    """Another run of letters. A run that is one token of the tokenizer becomes another one-token
+    word of its case (half the time): a held-out value is often such a token ("Egypt") that
+    the training rows never hold, and measured, a tiny model that saw the four one-token
+    countries of its training rows wrote one of them for it ("Brazil", 10 of 11 rows) rather than
+    copy it. Otherwise a dataset word of about the same length (half the time) or made-up letters
+    of the same length and case pattern."""
+    if run in tokens.members and rng.random() < 0.5:
+        pool = tokens.near(run)
+        if pool:
+            return rng.choice(pool)
     close = [w for w in words if abs(len(w) - len(run)) <= 2] if len(run) >= 3 and words else []
     if close and rng.random() < 0.5:
         return _case_like(rng.choice(close), run)
@@ -62,7 +103,7 @@ def _digits(text: str, rng: random.Random) -> str:
     return "".join(str(rng.randrange(10)) if ch.isdigit() else ch for ch in text)
 
 
-def resample_string(value: str, rng: random.Random, words: list[str]) -> str:
+def resample_string(value: str, rng: random.Random, words: list[str], tokens: TokenWords = _NO_TOKENS) -> str:
     iso = _ISO.match(value)
     if iso:
         year, month, day = rng.randrange(2000, 2040), rng.randrange(1, 13), rng.randrange(1, 29)
@@ -84,7 +125,7 @@ def resample_string(value: str, rng: random.Random, words: list[str]) -> str:
         if piece.isdigit():
             out.append(_digits(piece, rng))
         elif piece.isalpha():
-            out.append(_letters(piece, rng, words))
+            out.append(_letters(piece, rng, words, tokens))
         else:
             out.append(piece)
     return "".join(out)
@@ -155,7 +196,8 @@ def _replace_value(value: Any, numbers: dict[str, int | float], mapping: dict[st
     return value
 
 
-def variant(conv: Conversation, rng: random.Random, words: list[str]) -> Conversation | None:
+def variant(conv: Conversation, rng: random.Random, words: list[str],
+            tokens: TokenWords = _NO_TOKENS) -> Conversation | None:
     """One copy-augmented variant of `conv`, or None when it has nothing copied (or breaks a schema)."""
     values = copied_values(conv)
     if not values:
@@ -164,7 +206,7 @@ def variant(conv: Conversation, rng: random.Random, words: list[str]) -> Convers
     numbers: dict[str, int | float] = {}
     for v in values:
         for _ in range(5):  # a new value that is not an old one (nor one already chosen)
-            new = resample_number(v, rng) if not isinstance(v, str) else resample_string(v, rng, words)
+            new = resample_number(v, rng) if not isinstance(v, str) else resample_string(v, rng, words, tokens)
             key, new_text = (v, new) if isinstance(v, str) else (_number_text(v), _number_text(new))
             if new_text != key and new_text not in texts and new_text not in texts.values():
                 break
@@ -194,18 +236,18 @@ def _valid(conv: Conversation) -> bool:
                for m in conv.messages for call in m.tool_calls or () if call.name in schemas)
 
 
-def augment(convs: list[Conversation], per_row: float, seed: int) -> list[Conversation]:
+def augment(convs: list[Conversation], per_row: float, seed: int, tokens: Iterable[str] = ()) -> list[Conversation]:
     """`per_row` variants of each row that has copied values (a fraction: that share of them, one
-    each); a pure function of the rows and the seed."""
+    each); a pure function of the rows, the seed and `tokens` (`token_words` of the tokenizer)."""
     if per_row <= 0:
         return []
     rng = random.Random(seed * 7_919 + 17)
-    words = vocabulary(convs)
+    words, pools = vocabulary(convs), TokenWords(tokens)
     out = []
     for conv in convs:
         whole, part = divmod(per_row, 1)
         for _ in range(int(whole) + (rng.random() < part)):
-            v = variant(conv, rng, words)
+            v = variant(conv, rng, words, pools)
             if v is not None:
                 out.append(v)
     return out

@@ -245,9 +245,9 @@ def plan(cfg: TrainConfig, tokenizer) -> Plan:
     for k, phase in enumerate(phases):
         convs, held, counts[phase.name] = _split(phase.train, cfg)
         if cfg.data.copy_augment:  # after the split: held-out rows are never varied
-            from dsft.data.augment import augment
+            from dsft.data.augment import augment, token_words
 
-            extra = augment(convs, cfg.data.copy_augment, t.seed + k)
+            extra = augment(convs, cfg.data.copy_augment, t.seed + k, token_words(tokenizer))
             convs, augmented = convs + extra, augmented + len(extra)
         ex, bad = tokenize(convs, tokenizer, cfg.data.max_length)
         held_out += held
