@@ -79,6 +79,7 @@ def real_smollm2(out: Path) -> Path | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/memory"))
+    ap.add_argument("--only", default="", help="run only the configurations whose label contains this")
     args = ap.parse_args()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -99,11 +100,11 @@ def main() -> None:
     real = real_smollm2(out)
     if real is not None:
         runs += [("SmolLM2-135M (real), lora, batch 2", real, "lora", 2),
-                 ("SmolLM2-135M (real), lora, batch 8", real, "lora", 8),
+                 ("SmolLM2-135M (real), lora, batch 4", real, "lora", 4),
                  ("SmolLM2-135M (real), full, batch 2", real, "full", 2)]
     print(f"python + torch + transformers + peft, imported: {base / 2**30:.2f} GiB")
     print(f"{'run':36} {'longest':>7} {'estimate GiB':>12} {'measured GiB':>12} {'measured/est':>12}")
-    for label, model, method, batch in runs:
+    for label, model, method, batch in [r for r in runs if args.only in r[0]]:
         run = out / "runs" / label.replace(" ", "_").replace(",", "")
         overrides = {"model.name_or_path": str(model), "data.train": [str(out / "long.jsonl")],
                      "output.dir": str(run), "method": method, "training.batch_size": batch,

@@ -527,7 +527,13 @@ def test_a_run_that_would_not_fit_in_memory_is_refused_with_a_batch_size_that_fi
     monkeypatch.setattr(memory, "free_memory", lambda: (need[2] / memory.HEADROOM * 1.01, "this machine (RAM)"))
     with pytest.raises(UserError) as e:
         memory.check(net, cfg, 1024)
-    assert "--batch-size 2 (with training.grad_accum: 4" in e.value.fix and "GB free" in e.value.message
+    assert "--batch-size 2 (with training.grad_accum: 4 for the same 8 rows per step)" in e.value.fix
+    assert "GB free" in e.value.message
+    monkeypatch.setattr(memory, "free_memory", lambda: (need[3] / memory.HEADROOM * 1.01, "this machine (RAM)"))
+    with pytest.raises(UserError) as e:  # 3 fits but does not divide 8: 2 x 4 keeps the step, 3 is offered too
+        memory.check(net, cfg, 1024)
+    assert "--batch-size 2 (with training.grad_accum: 4 for the same 8 rows per step); or --batch-size 3, the " \
+           "largest that fits" in e.value.fix
     monkeypatch.setattr(memory, "free_memory", lambda: (need[8] / memory.HEADROOM * 1.01, "this machine (RAM)"))
     assert memory.check(net, cfg, 1024).fits
     monkeypatch.setattr(memory, "free_memory", lambda: (need[1] / 2, "the GPU"))

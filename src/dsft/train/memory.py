@@ -58,8 +58,13 @@ def check(model, cfg, seq_len: int) -> Fit:
                     if _needed(model, cfg, seq_len, b, t.gradient_checkpointing) <= HEADROOM * free), None)
     fixes = []
     if smaller:
-        fixes.append(f"--batch-size {smaller} (with training.grad_accum: {-(-t.batch_size // smaller)} for the same "
-                     "step)")
+        # A divisor of the batch keeps the optimizer step exactly (rows per step = batch x grad_accum).
+        exact = next(b for b in range(smaller, 0, -1) if t.batch_size % b == 0)
+        rows = t.batch_size * t.grad_accum
+        fixes.append(f"--batch-size {exact} (with training.grad_accum: {rows // exact} for the same {rows} rows "
+                     "per step)")
+        if smaller != exact:
+            fixes.append(f"--batch-size {smaller}, the largest that fits")
     elif not t.gradient_checkpointing and _needed(model, cfg, seq_len, 1, True) <= HEADROOM * free:
         fixes.append("--batch-size 1 with training.gradient_checkpointing: true")
     else:
