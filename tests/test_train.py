@@ -563,3 +563,51 @@ def test_an_out_of_memory_error_mid_run_says_what_to_change(tmp_path, tiny_model
         trainer.train(cfg)
     assert "out of GPU memory at step 1 on a micro-batch of 4 x" in e.value.message
     assert "--batch-size 2 (training.grad_accum: 2" in e.value.fix and "gradient_checkpointing" in e.value.fix
+
+
+def test_decision_tokens_weigh_the_loss_and_the_reported_loss_stays_plain(tiny_model, tiny_tokenizer):
+    """training.decision_weight: the tokens that end a JSON value (`,"`, `}` ...) count `w` times in
+    the gradient's loss; the plain sum (what runs report) is loss_sum's exactly."""
+    from transformers import AutoModelForCausalLM
+
+    from dsft.train.loss import decision_tokens, loss_sum, weighted_loss_sum
+
+    tok = tiny_tokenizer
+    ids = decision_tokens(tok)
+    texts = {tok.convert_tokens_to_string([t]) for t in tok.convert_ids_to_tokens(ids)}
+    assert {",\"", "}", "\"}", "}}"} <= texts and all(set(t) <= set('",}]') for t in texts)
+    assert "\":" not in texts and "{\"" not in texts  # a key's colon, an object's opening: no decision
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    row = tok('{"city":"Lyon","days":3}', add_special_tokens=False)["input_ids"]
+    batch = {"input_ids": torch.tensor([row]), "attention_mask": torch.ones(1, len(row), dtype=torch.long),
+             "labels": torch.tensor([[-100] + row[1:]])}
+    with torch.no_grad():
+        plain, n = loss_sum(model, batch, share_prefix=False)
+        ones = torch.ones(len(tok))
+        same, reported, m = weighted_loss_sum(model, batch, ones, share_prefix=False)
+        assert torch.allclose(same, plain) and torch.allclose(reported, plain) and n == m
+        weights = ones.clone()
+        weights[ids] = 4.0
+        heavy, reported, _ = weighted_loss_sum(model, batch, weights, share_prefix=False)
+        logits = model(input_ids=batch["input_ids"]).logits[0, :-1]
+        per = torch.nn.functional.cross_entropy(logits, batch["labels"][0, 1:], reduction="none")
+        decided = torch.isin(batch["labels"][0, 1:], torch.tensor(ids))
+        assert int(decided.sum()) >= 2  # `","` after Lyon and `}` at the end
+        assert torch.allclose(heavy, plain + 3 * per[decided].sum(), rtol=1e-5)
+        assert torch.allclose(reported, plain)
+
+
+def test_a_run_with_decision_weight_reports_plain_losses_and_learns_otherwise(tmp_path, tiny_model):
+    """The first step's reported loss (before any update) is the unweighted run's exactly; later steps
+    differ, because the gradient followed the weighted loss."""
+    run_dsft("data", "generate", "-n", "16", "--seed", "9", "--out", tmp_path / "d.jsonl", check=0)
+    common = ["--model", tiny_model, "--train", tmp_path / "d.jsonl", "--epochs", "1", "--batch-size", "4",
+              "--time-budget", "none"]
+    losses = {}
+    for weight in (1, 4):
+        cfg = tmp_path / f"w{weight}.yaml"
+        cfg.write_text(f"training: {{log_every: 1, eval_every: null, eval_tool_sample: 0, decision_weight: {weight}}}\n")
+        run_dsft("train", cfg, *common, "--out", tmp_path / f"w{weight}", check=0)
+        losses[weight] = [json.loads(x)["loss"] for x in (tmp_path / f"w{weight}" / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses[1]) == len(losses[4]) >= 3
+    assert losses[4][0] == losses[1][0] and losses[4][1:] != losses[1][1:]

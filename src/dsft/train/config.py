@@ -105,6 +105,9 @@ class TrainingConfig(_Strict):
                                                        "eval_loss; none = keep the last.")
     shared_prefix: bool = Field(True, description="Run the tokens every row of a batch starts with once (exact; "
                                 "off with gradient checkpointing and prefix tuning).")
+    decision_weight: float = Field(1.0, ge=1, le=100, description="Loss weight of the tokens that end a JSON "
+                                   "value and decide what follows (another argument or the end of the call: "
+                                   "`,\"`, `}` ...); 1 = plain cross-entropy. The reported losses stay unweighted.")
 
 
 class ChatConfig(_Strict):

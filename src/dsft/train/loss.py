@@ -48,8 +48,8 @@ def shared_prefix(batch: dict[str, torch.Tensor]) -> int:
     return max(0, int(same.int().cumprod(0).sum()) - 1)
 
 
-def loss_sum(model, batch: dict[str, torch.Tensor], share_prefix: bool = True) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy over supervised tokens, and their count."""
+def _logits_and_targets(model, batch: dict[str, torch.Tensor], share_prefix: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits that predict supervised positions, and their targets (-100 where unsupervised)."""
     base = type(_base(model))
     ids, attention, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     start = shared_prefix(batch) if share_prefix and _accepts(base, "use_cache") else 0
@@ -74,6 +74,36 @@ def loss_sum(model, batch: dict[str, torch.Tensor], share_prefix: bool = True) -
         logits = model(input_ids=ids[:, start:], attention_mask=attention, **kwargs).logits
     else:
         logits = model(input_ids=ids[:, start:], attention_mask=attention, **kwargs).logits[:, :-1]
+    return logits, targets
+
+
+def loss_sum(model, batch: dict[str, torch.Tensor], share_prefix: bool = True) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over supervised tokens, and their count."""
+    logits, targets = _logits_and_targets(model, batch, share_prefix)
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
                                              ignore_index=-100, reduction="sum")
     return loss, int((targets != -100).sum())
+
+
+def decision_tokens(tokenizer) -> list[int]:
+    """Ids of the tokens that end a JSON value and decide what follows: another key or item (`,"`,
+    `","`), or the end of an object or array (`}`, `"}`, `]}` ...): every token made only of
+    `" , } ]` with at least one of `, } ]`."""
+    ids = []
+    for token, i in tokenizer.get_vocab().items():
+        text = tokenizer.convert_tokens_to_string([token])
+        if text and set(text) <= set('",}]') and set(text) & set(",}]"):
+            ids.append(i)
+    return sorted(ids)
+
+
+def weighted_loss_sum(model, batch: dict[str, torch.Tensor], weights: torch.Tensor,
+                      share_prefix: bool = True) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The summed cross-entropy with each supervised token's term times `weights[target]` (what the
+    gradient follows), the plain sum (what is reported, so losses stay comparable), and the count."""
+    logits, targets = _logits_and_targets(model, batch, share_prefix)
+    flat = targets.reshape(-1)
+    per = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), flat, ignore_index=-100,
+                                            reduction="none")
+    w = weights.to(per.device)[flat.clamp(min=0)]
+    return (per * w).sum(), per.detach().sum(), int((flat != -100).sum())

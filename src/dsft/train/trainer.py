@@ -21,7 +21,7 @@ from dsft.data.conversation import Conversation
 from dsft.errors import UserError
 from dsft.train.batching import Example, collate, length_grouped_batches, tokenize
 from dsft.train.config import TrainConfig
-from dsft.train.loss import loss_sum
+from dsft.train.loss import decision_tokens, loss_sum, weighted_loss_sum
 from dsft.train.schedule import CALIBRATION_STEPS, EPOCHS_FIT_SHARE, MIN_EVAL_INTERVAL, BestKeeper, Schedule, better
 from dsft.train.methods import quantization_config, wrap
 
@@ -359,6 +359,10 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, over
         if cfg.method != "full":  # frozen embeddings: make checkpointed blocks see inputs that need grad
             model.enable_input_require_grads()
     share_prefix = t.shared_prefix and not t.gradient_checkpointing and cfg.method != "prefix"
+    weights = None
+    if t.decision_weight != 1:
+        weights = torch.ones(len(tokenizer))
+        weights[decision_tokens(tokenizer)] = t.decision_weight
     model.train()
     from accelerate import Accelerator
 
@@ -441,8 +445,13 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, over
             step_loss = 0.0
             for batch, n_pad in group:
                 try:
-                    loss, _ = loss_sum(model, {k: v.to(acc.device) for k, v in batch.items()}, share_prefix)
-                    acc.backward(loss * world / supervised)  # ranks' gradients are averaged: this makes them a sum
+                    moved = {k: v.to(acc.device) for k, v in batch.items()}
+                    if weights is None:
+                        loss, _ = loss_sum(model, moved, share_prefix)
+                        acc.backward(loss * world / supervised)  # ranks' gradients are averaged: this makes them a sum
+                    else:
+                        weighted, loss, _ = weighted_loss_sum(model, moved, weights, share_prefix)
+                        acc.backward(weighted * world / supervised)
                 except torch.OutOfMemoryError:
                     raise UserError(*_out_of_memory(out, step, batch, t)) from None
                 step_loss += loss.item()
