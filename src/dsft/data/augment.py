@@ -87,8 +87,8 @@ def _letters(run: str, rng: random.Random, words: list[str], tokens: TokenWords 
     word of its case (half the time): a held-out value is often such a token ("Egypt") that
     the training rows never hold, and measured, a tiny model that saw the four one-token
     countries of its training rows wrote another country for it in 11 of 11 rows (5 of 10 with
-    this rule) rather than copy it. Otherwise a dataset word of about the same length (half the time) or made-up letters
-    of the same length and case pattern."""
+    this rule) rather than copy it. Otherwise a dataset word of about the same length (half the
+    time) or made-up letters of the same length and case pattern."""
     if run in tokens.members and rng.random() < 0.5:
         pool = tokens.near(run)
         if pool:

@@ -448,10 +448,10 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, over
                     moved = {k: v.to(acc.device) for k, v in batch.items()}
                     if weights is None:
                         loss, _ = loss_sum(model, moved, share_prefix)
-                        acc.backward(loss * world / supervised)  # ranks' gradients are averaged: this makes them a sum
-                    else:
-                        weighted, loss, _ = weighted_loss_sum(model, moved, weights, share_prefix)
-                        acc.backward(weighted * world / supervised)
+                        followed = loss
+                    else:  # the gradient follows the weighted sum; the plain one is reported
+                        followed, loss, _ = weighted_loss_sum(model, moved, weights, share_prefix)
+                    acc.backward(followed * world / supervised)  # ranks' gradients are averaged: this makes them a sum
                 except torch.OutOfMemoryError:
                     raise UserError(*_out_of_memory(out, step, batch, t)) from None
                 step_loss += loss.item()
