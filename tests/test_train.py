@@ -49,6 +49,29 @@ def test_peft_adapts_exactly_what_was_asked(tiny_model):
     assert net.config.model_type == "deepseek_v3"
 
 
+@pytest.mark.parametrize("requested, said", [
+    ("preset", None),  # full module names: peft 0.22 keeps linear targets; 0.21 dropped the MLPs
+    (["q_a_proj", "gate_proj", "up_proj", "down_proj"], "adapts down_proj, gate_up_proj instead"),
+    (["q_a_proj", "kv_b_proj"], ""),
+])
+def test_portability_says_what_plain_peft_would_load_instead(tiny_net, requested, said):
+    """`portability` runs peft's own load-time conversion on a copy of the config: short MLP names
+    on deepseek_v3 make plain peft adapt the fused routed experts too (every peft with the
+    conversion); attention names load as trained."""
+    import peft
+    from packaging.version import Version
+    from peft import LoraConfig
+
+    from dsft.train.methods import portability
+
+    names = resolve(tiny_net) if requested == "preset" else requested
+    notes = portability(LoraConfig(r=4, target_modules=names, task_type="CAUSAL_LM"), tiny_net, names, [])
+    if said is None:
+        said = "" if Version(peft.__version__) >= Version("0.22") else "drops 6 of 16 target modules"
+    assert (said in " ".join(notes)) and bool(notes) is bool(said), notes
+    assert tiny_net.config.model_type == "deepseek_v3"
+
+
 def test_config_errors_name_the_field(tmp_path):
     with pytest.raises(UserError, match="training.epochs"):
         cfgmod.load(None, {"model.name_or_path": "m", "data.train": ["x"], "output.dir": "o", "training.epochs": -1})

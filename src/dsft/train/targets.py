@@ -100,7 +100,8 @@ def adapted_experts(peft_model: nn.Module) -> list[str]:
 
 @contextmanager
 def exact_targets(model: nn.Module):
-    """Stop peft (0.21) from remapping `*.gate_proj/up_proj/down_proj` on deepseek_v2/v3.
+    """Stop peft 0.21 from remapping `*.gate_proj/up_proj/down_proj` on deepseek_v2/v3 (0.22 keeps
+    full names of nn.Linear targets; the guard is harmless there).
 
     peft converts those names to the fused routed experts (a v4->v5 checkpoint compatibility
     step it applies by `config.model_type`), which drops the dense and shared-expert MLPs we
