@@ -73,6 +73,39 @@ def test_no_difference_is_not_declared(two_versions, fixed_test_id):
     assert res["winner"] is None and "no significant difference" in res["recommendation"]
 
 
+@pytest.mark.parametrize("b_mean, winner", [(3.0, None), (3.4, "B")])
+def test_ratings_are_decided_by_their_means_and_spread_not_by_sample_counts(two_versions, fixed_test_id, b_mean, winner):
+    """Before, a rating test declared its leader the winner once every variant had min_samples; now
+    equal means stay undecided however many outcomes arrive, and a real difference is found."""
+    rng = random.Random(5)
+    test = abtest.create("lightdom", [{"version": 1}, {"version": 2}], metric="rating", min_samples=100)
+    for k in range(1200):
+        variant = "AB"[k % 2]
+        abtest.outcome(test.id, variant=variant, rating=rng.gauss(3.0 if variant == "A" else b_mean, 1.0))
+    res = abtest.results(test.id, promote=False)
+    assert res["winner"] == winner and res["test"] == "mSPRT (always valid)"
+    b = next(v for v in res["variants"] if v["name"] == "B")
+    assert abs(b["rating_mean"] - b_mean) < 0.1 and abs(b["rating_sd"] - 1.0) < 0.1
+    assert set(res["p_values_one_look"]) == {"A" if res["leader"] == "B" else "B"}  # Welch's t, for reading
+
+
+def test_latency_is_decided_for_the_faster_variant_from_gateway_sums(two_versions, fixed_test_id):
+    rng = random.Random(9)
+    test = abtest.create("lightdom", [{"version": 1}, {"version": 2}], metric="latency", min_samples=50)
+    for variant, mean, sd in (("A", 150.0, 30.0), ("B", 120.0, 20.0)):
+        ms = [max(1.0, rng.gauss(mean, sd)) for _ in range(200)]
+        for chunk in range(0, 200, 50):  # a gateway flushes sums for many requests at once
+            part = ms[chunk:chunk + 50]
+            abtest.add_traffic(test.id, variant, requests=len(part), latency_ms=sum(part),
+                               latency_ms_sq=sum(x * x for x in part))
+    res = abtest.results(test.id, promote=False)
+    assert res["winner"] == "B" and res["leader"] == "B"
+    a = next(v for v in res["variants"] if v["name"] == "A")
+    assert abs(a["latency_ms_mean"] - 150) < 6 and abs(a["latency_ms_sd"] - 30) < 5
+    with pytest.raises(ValueError, match="latency_ms_sq"):
+        abtest.add_traffic(test.id, "A", requests=2, latency_ms=10.0)
+
+
 def test_stats_helpers():
     assert abtest.two_proportion_p(50, 100, 50, 100) == pytest.approx(1.0)
     assert abtest.two_proportion_p(60, 100, 40, 100) == pytest.approx(0.0047, abs=5e-4)  # z = 2.83

@@ -104,21 +104,25 @@ def test_render_then_parse_round_trips_every_trained_turn(tiny_tokenizer):
     assert checked > 100
 
 
-@pytest.mark.parametrize("text,ok,calls", [
-    ("plain answer<｜end▁of▁sentence｜>", True, []),
+@pytest.mark.parametrize("text,ok,calls,names", [
+    ("plain answer<｜end▁of▁sentence｜>", True, [], []),
     ("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{\"a\":1}\n```<｜tool▁call▁end｜>"
-     "<｜tool▁calls▁end｜><｜end▁of▁sentence｜>", True, [("f", {"a": 1})]),
+     "<｜tool▁calls▁end｜><｜end▁of▁sentence｜>", True, [("f", {"a": 1})], ["f"]),
     ("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>g<｜tool▁sep｜>{\"b\": [2]}<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
-     True, [("g", {"b": [2]})]),  # V3.1 layout
-    ("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{\"a\":\n```<｜tool▁call▁end｜>", False, []),
+     True, [("g", {"b": [2]})], ["g"]),  # V3.1 layout
+    ("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{\"a\":\n```<｜tool▁call▁end｜>", False, [],
+     ["f"]),  # the arguments do not parse; the structure still names the tool
     ("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{\"a\":1}\n```<｜tool▁call▁end｜>",
-     False, [("f", {"a": 1})]),  # never closed
-    ("<｜tool▁calls▁begin｜>garbage", False, []),
+     False, [("f", {"a": 1})], ["f"]),  # never closed
+    ("<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>createWorkflow\n```json\n{\"url\":\"acme-priceprice",
+     False, [], ["createWorkflow"]),  # cut off by max_tokens inside a value (a looping copy)
+    ("<｜tool▁calls▁begin｜>garbage", False, [], []),
 ])
-def test_parser_cases(text, ok, calls):
+def test_parser_cases(text, ok, calls, names):
     parsed = parse_assistant(text)
     assert parsed.ok is ok and [(c.name, c.arguments) for c in parsed.tool_calls] == calls
     assert ok or parsed.error
+    assert parsed.names == names
 
 
 def test_cli_chat_render_and_model_tiny(tmp_path, tiny_model):

@@ -278,12 +278,12 @@ def test_a_malformed_dsml_block_is_a_parse_error_not_content(family, block):
            f'</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜{block}>' + EOS
     turn = f.parse(good)
     assert turn.ok and turn.tool_calls[0].arguments == {"n": 3}
-    for bad, why in [(good.replace(">3<", ">3x<"), "is not JSON"),
-                     (good.split(f"</｜DSML｜{block}>")[0], "not closed"),
-                     (f"<｜DSML｜{block}>\n</｜DSML｜{block}>", "no complete call"),
-                     ('text <｜DSML｜invoke name="f">', "outside")]:
+    for bad, why, names in [(good.replace(">3<", ">3x<"), "is not JSON", ["f"]),
+                            (good.split(f"</｜DSML｜{block}>")[0], "not closed", ["f"]),
+                            (f"<｜DSML｜{block}>\n</｜DSML｜{block}>", "no complete call", []),
+                            ('text <｜DSML｜invoke name="f">', "outside", [])]:
         turn = f.parse(bad)
-        assert not turn.ok and why in turn.error
+        assert not turn.ok and why in turn.error and turn.names == names
 
 
 def test_chatml_calls_parse_as_hermes_blocks_and_malformed_ones_are_errors():
@@ -293,10 +293,11 @@ def test_chatml_calls_parse_as_hermes_blocks_and_malformed_ones_are_errors():
     assert turn.ok and turn.content == "Sure." and [(c.name, c.arguments) for c in turn.tool_calls] == [("f", {"n": 3})]
     as_string = f.parse('<tool_call>\n{"name": "f", "arguments": "{\\"n\\": 3}"}\n</tool_call>')
     assert as_string.ok and as_string.tool_calls[0].arguments == {"n": 3} and as_string.content is None
-    for bad, why in [(good.replace('"n": 3', '"n": 3x'), "not JSON"), (good.split("</tool_call>")[0], "not closed"),
-                     ('<tool_call>\n{"tool": "f"}\n</tool_call>', '"name"')]:
+    for bad, why, names in [(good.replace('"n": 3', '"n": 3x'), "not JSON", ["f"]),
+                            (good.split("</tool_call>")[0], "not closed", ["f"]),
+                            ('<tool_call>\n{"tool": "f"}\n</tool_call>', '"name"', [])]:
         turn = f.parse(bad)
-        assert not turn.ok and why in turn.error
+        assert not turn.ok and why in turn.error and turn.names == names
 
 
 def test_llama3_calls_parse_with_or_without_the_python_tag():
@@ -309,7 +310,7 @@ def test_llama3_calls_parse_with_or_without_the_python_tag():
     assert f.parse("It is 22C.<|eot_id|>").content == "It is 22C."
     for bad, why in [('{"name": "f", "parameters": {"n": 3x}}', "not JSON"), ('{"name": "f", "parameters": 3}', '"parameters"')]:
         turn = f.parse(bad)
-        assert not turn.ok and why in turn.error
+        assert not turn.ok and why in turn.error and turn.names == ["f"]
 
 
 def test_a_family_refuses_what_it_cannot_express(tok):

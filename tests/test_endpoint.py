@@ -92,21 +92,21 @@ def test_eval_endpoint_requests_the_served_model(listing, asked, sent):
         assert sent in e.message and "--served-model" in e.fix
 
 
-@pytest.mark.parametrize("message, calls, ok", [
-    ({"content": "Hello there."}, 0, True),
+@pytest.mark.parametrize("message, calls, ok, names", [
+    ({"content": "Hello there."}, 0, True, []),
     ({"content": None, "tool_calls": [{"id": "a", "type": "function",
-                                       "function": {"name": "f", "arguments": "{\"x\": 1}"}}]}, 1, True),
+                                       "function": {"name": "f", "arguments": "{\"x\": 1}"}}]}, 1, True, ["f"]),
     ({"content": None, "tool_calls": [{"id": "a", "type": "function", "function": {"name": "f", "arguments": "{x"}}]},
-     0, False),
+     0, False, ["f"]),
     # a call the server could not parse comes back as content: broken, as in-process scoring says
-    ({"content": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{\"x\": "}, 0, False),
-    ({"content": "<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">"}, 0, False),
-    ({"content": "Sure.\n<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": "}, 0, False),  # ChatML
-    ({"content": "{\"name\": \"f\", \"parameters\": {\"x\": "}, 0, False),  # Llama 3: a JSON call opens the turn
-    ({"content": 'The record is {"name": "Ada", "born": 1815}.'}, 0, True),  # elsewhere JSON is just text
+    ({"content": "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>f\n```json\n{\"x\": "}, 0, False, ["f"]),
+    ({"content": "<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">"}, 0, False, ["f"]),
+    ({"content": "Sure.\n<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": "}, 0, False, ["f"]),  # ChatML
+    ({"content": "{\"name\": \"f\", \"parameters\": {\"x\": "}, 0, False, ["f"]),  # Llama 3: a JSON call opens the turn
+    ({"content": 'The record is {"name": "Ada", "born": 1815}.'}, 0, True, []),  # elsewhere JSON is just text
 ])
-def test_a_served_reply_is_read_as_the_in_process_parse_would(message, calls, ok):
+def test_a_served_reply_is_read_as_the_in_process_parse_would(message, calls, ok, names):
     from dsft.eval.score import prediction_calls
 
-    got_calls, got_ok, _ = prediction_calls({"choices": [{"message": message}]})
-    assert (len(got_calls), got_ok) == (calls, ok)
+    got = prediction_calls({"choices": [{"message": message}]})
+    assert (len(got.calls), got.parsed, got.names) == (calls, ok, names)

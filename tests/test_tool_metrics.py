@@ -68,6 +68,19 @@ def test_unparsed_generation_scores_nothing():
     assert not (got.parsed or got.name_match or got.exact or got.schema_valid) and got.arg_f1 == 0.0
 
 
+@pytest.mark.parametrize("names, parsed, name_match", [
+    (["mine"], False, True),   # the right tool, arguments broken: counts for tool names only
+    (["seo"], False, False),   # the wrong tool, arguments broken
+    ([], False, False),        # no structure at all
+    (["mine", "mine"], False, False),
+])
+def test_a_named_call_with_broken_arguments_counts_for_tool_names_only(names, parsed, name_match):
+    got = score_calls([], REF, TOOLS, parsed=parsed, names=names)
+    assert got.name_match is name_match
+    assert not (got.parsed or got.exact or got.bfcl or got.schema_valid or got.call_count_match) and got.arg_f1 == 0.0
+    assert score_calls([], [], TOOLS, parsed=False, names=["mine"]).irrelevance_correct is False
+
+
 def test_aggregate_hand_computed():
     scores = [score_calls([call("mine", url="https://Shop.io", limit=5)], REF, TOOLS),   # exact
               score_calls([call("seo", url="x")], REF, TOOLS),                          # wrong tool

@@ -395,13 +395,20 @@ def ab_show(test_id: str, as_json: bool = typer.Option(False, "--json")) -> None
     if as_json:
         typer.echo(json.dumps(res, indent=2))
         return
-    table = Table("variant", "version", "weight", "requests", "errors", "outcomes", "rate", "95% CI", "P(best)")
+    mean = {"rating": ("rating_mean", "rating_sd"), "latency": ("latency_ms_mean", "latency_ms_sd")}.get(res["metric"])
+    table = Table("variant", "version", "weight", "requests", "errors", "outcomes", "rate", "95% CI", "P(best)",
+                  *([f"{res['metric']} mean ± sd"] if mean else []))
     for v in res["variants"]:
         rate = "n/a" if v["rate"] is None else f"{v['rate']:.3f}"
+        shown = [] if not mean else ["n/a" if v[mean[0]] is None else f"{v[mean[0]]:.3f}" + (
+            f" ± {v[mean[1]]:.3f}" if v[mean[1]] is not None else "")]
         table.add_row(v["name"], str(v["version"]), f"{v['weight']:g}", str(v["requests"]), str(v["errors"]),
                       str(v["outcomes"]), rate, f"[{v['rate_ci95'][0]:.3f}, {v['rate_ci95'][1]:.3f}]",
-                      f"{v.get('prob_best', 0):.3f}")
+                      f"{v.get('prob_best', 0):.3f}", *shown)
     console.print(table)
+    if res["p_values"]:
+        console.print(f"{res['test']} p-values against the leader {res['leader']}: " + ", ".join(
+            f"{k} {p:.4f}" for k, p in res["p_values"].items()) + f" (a winner needs < {res['threshold']:.4g})")
     console.print(f"{res['status']}: {res['recommendation']}" + (f"; {res['promoted']}" if res.get("promoted") else ""))
 
 

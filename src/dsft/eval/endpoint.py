@@ -62,6 +62,6 @@ def evaluate_endpoint(url: str, convs: list[Conversation], model: str | None = N
                 message = response.json()["choices"][0]["message"]
             except (httpx.HTTPError, KeyError, IndexError, ValueError) as e:
                 raise UserError(f"endpoint {url} failed for model {model!r}: {type(e).__name__}: {e}", fix) from None
-            calls, ok, content = prediction_calls(message)
-            scores.add(case, calls, ok, content, json.dumps(message, sort_keys=True))
+            calls, ok, content, names = prediction_calls(message)
+            scores.add(case, calls, ok, content, json.dumps(message, sort_keys=True), names=names)
     return scores

@@ -12,7 +12,7 @@ import functools
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from dsft.chat.parse import parse_assistant
 from dsft.data.conversation import ToolCall
@@ -21,17 +21,26 @@ from dsft.errors import UserError
 from dsft.eval.tooluse import Scores, cases
 
 
-def prediction_calls(row: dict[str, Any]) -> tuple[list[ToolCall], bool, str | None]:
-    """(calls, parsed, content) from one prediction line."""
+class Prediction(NamedTuple):
+    calls: list[ToolCall]
+    parsed: bool
+    content: str | None
+    names: list[str]  # the tools the reply names, calls whose arguments did not parse included
+
+
+def prediction_calls(row: dict[str, Any]) -> Prediction:
+    """(calls, parsed, content, names) from one prediction line."""
     if "choices" in row:
         row = (row["choices"] or [{}])[0].get("message", {})
     row = row.get("message", row)
     if "text" in row and "tool_calls" not in row:
         parsed = parse_assistant(row["text"] or "")
-        return parsed.tool_calls, parsed.ok, parsed.content
-    calls, ok = [], True
+        return Prediction(parsed.tool_calls, parsed.ok, parsed.content, parsed.names)
+    calls, ok, names = [], True, []
     for k, c in enumerate(row.get("tool_calls") or ()):
         fn = c.get("function", c) if isinstance(c, dict) else {}
+        if isinstance(fn.get("name"), str):
+            names.append(fn["name"])
         problems: list[str] = []
         args = parse_arguments(fn.get("arguments"), "arguments", lambda code, msg: problems.append(msg))
         if problems or not isinstance(fn.get("name"), str):
@@ -42,8 +51,18 @@ def prediction_calls(row: dict[str, Any]) -> tuple[list[ToolCall], bool, str | N
     if not calls and isinstance(content, str) and _holds_a_call(content):
         # A server that could not parse the model's call returns its text as content (dsft serve
         # does): a broken call, not a text reply, as in-process evaluation scores it.
-        ok = False
-    return calls, ok, content if isinstance(content, str) else None
+        ok, names = False, _names_in(content)
+    return Prediction(calls, ok, content if isinstance(content, str) else None, names)
+
+
+def _names_in(content: str) -> list[str]:
+    """The tools a broken call in returned text names, read with the first family whose markup it holds."""
+    from dsft.chat.families import FAMILIES
+
+    for family in FAMILIES.values():
+        if family.tools and (names := family.parse_reply(content, "call_").names):
+            return names
+    return []
 
 
 def _holds_a_call(content: str) -> bool:
@@ -87,7 +106,7 @@ def score_file(predictions: Path, references: list[str]) -> dict[str, Any]:
                         "give one prediction per reference, in order, or an `id` on each")
     scores = Scores()
     for row, case in zip(rows, refs):
-        calls, ok, content = prediction_calls(row)
+        calls, ok, content, names = prediction_calls(row)
         raw = row.get("text") if isinstance(row.get("text"), str) else json.dumps(row, sort_keys=True)
-        scores.add(case, calls, ok, content, raw)
+        scores.add(case, calls, ok, content, raw, names=names)
     return scores.summary()

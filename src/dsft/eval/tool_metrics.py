@@ -111,7 +111,12 @@ def category(reference: list[ToolCall], tools: list[Tool]) -> str:
     return "multiple" if len(tools) > 1 else "single"
 
 
-def score_calls(pred: list[ToolCall], ref: list[ToolCall], tools: list[Tool], parsed: bool = True) -> ExampleScore:
+def score_calls(pred: list[ToolCall], ref: list[ToolCall], tools: list[Tool], parsed: bool = True,
+                names: list[str] | None = None) -> ExampleScore:
+    """One example's scores. `names`: the tools the reply's structure names, calls whose arguments
+    did not parse included (default: those of `pred`); tool-name accuracy is judged on them, so a
+    right tool with broken arguments counts there, and only there (parse_rate, the argument
+    metrics and schema validity record the failure)."""
     schemas = {t.name: t.parameters for t in tools}
     left = list(range(len(pred)))
     matched_exact = 0
@@ -133,11 +138,13 @@ def score_calls(pred: list[ToolCall], ref: list[ToolCall], tools: list[Tool], pa
         precision = score / n_pred_args if n_pred_args else float(not n_ref_args and len(pred) == len(ref))
         recall = score / n_ref_args if n_ref_args else float(not n_pred_args and len(pred) == len(ref))
     names_equal = Counter(c.name for c in pred) == Counter(c.name for c in ref)
+    named = [c.name for c in pred] if names is None else names
+    name_match = Counter(named) == Counter(c.name for c in ref) and (parsed or bool(named))
     valid = all(c.name in schemas and _SCHEMAS.accepts(schemas[c.name], c.arguments) for c in pred)
     confusion = [(r.name, p.name) for r, p in zip(ref, pred) if r.name != p.name]
     return ExampleScore(
         category=category(ref, tools), parsed=parsed, call_count_match=parsed and len(pred) == len(ref),
-        name_match=parsed and names_equal, exact=parsed and Counter(map(_key, pred)) == Counter(map(_key, ref)),
+        name_match=name_match, exact=parsed and Counter(map(_key, pred)) == Counter(map(_key, ref)),
         bfcl=parsed and names_equal and matched_exact == len(ref) == len(pred),
         arg_precision=precision if parsed else 0.0, arg_recall=recall if parsed else 0.0,
         schema_valid=parsed and valid, hallucinated=any(c.name not in schemas for c in pred) if tools else False,

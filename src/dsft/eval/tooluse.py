@@ -37,9 +37,11 @@ class Scores:
     code: list[bool] = field(default_factory=list)  # examples with metadata.tests: did the reply pass?
     extra: dict = field(default_factory=dict)  # e.g. perplexity, computed from the loss
 
-    def add(self, case: Case, calls: list[ToolCall], parsed: bool, content: str | None, generated: str) -> None:
-        """Score one prediction for `case` (however it was produced) and keep what the summary needs."""
-        result = score_calls(calls, case.reference, case.prompt.tools or [], parsed=parsed)
+    def add(self, case: Case, calls: list[ToolCall], parsed: bool, content: str | None, generated: str,
+            names: list[str] | None = None) -> None:
+        """Score one prediction for `case` (however it was produced) and keep what the summary needs;
+        `names`: the tools the reply names, calls whose arguments did not parse included."""
+        result = score_calls(calls, case.reference, case.prompt.tools or [], parsed=parsed, names=names)
         self.examples.append(result)
         tests = case.prompt.metadata.get("tests")
         if isinstance(tests, str) and tests.strip():
@@ -82,7 +84,7 @@ def cases(convs: list[Conversation]) -> list[Case]:
 
 def score_one(generated: str, case: Case, scores: Scores, parse=parse_assistant) -> None:
     parsed = parse(generated)
-    scores.add(case, parsed.tool_calls, parsed.ok, parsed.content, generated)
+    scores.add(case, parsed.tool_calls, parsed.ok, parsed.content, generated, names=parsed.names)
 
 
 class RepetitionStop:

@@ -4,25 +4,24 @@ Assignment is a stable hash of (test, user): a user always sees the same variant
 gateway, and the API can attribute a client's outcome to a variant from the user alone. Gateways
 add request counts, errors, latency and tokens; clients report outcomes (success, or a rating).
 
-Results per variant: counts and rates with Wilson 95% intervals; the best variant against each
-other with a two-proportion z-test (outcome rates) or Welch's t (ratings, latency as a mean);
-the Bayesian probability that each variant is best (Beta posteriors, Monte Carlo). A winner is
-declared only when every variant has `min_samples` outcomes and the best beats every other at
-`alpha`; `auto_promote` then moves the alias to the winner.
+Results per variant: counts and rates with Wilson 95% intervals, mean ratings and latencies with
+their standard deviations, the Bayesian probability that each variant is best (Beta posteriors,
+for reading). The decision is abstats.decide: an always-valid sequential test (mSPRT), so a test may
+be read after every outcome without inflating false winners; a winner needs `min_samples` in every
+variant and a difference the test is sure of at `alpha`; `auto_promote` then moves the alias.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import random
 import uuid
 from typing import Any
 
 from sqlalchemy import select, update
 
 from dsft.errors import UserError
-from dsft.registry import db, store
+from dsft.registry import abstats, db, store
 from dsft.registry.schema import AbStat, AbTest
 
 METRICS = ("outcome_rate", "rating", "latency")
@@ -80,11 +79,18 @@ def running(url: str | None = None) -> list[AbTest]:
 
 
 def add_traffic(test_id: str, variant: str, requests: int = 0, errors: int = 0, latency_ms: float = 0.0,
-                tokens_in: int = 0, tokens_out: int = 0, url: str | None = None) -> None:
+                tokens_in: int = 0, tokens_out: int = 0, url: str | None = None, latency_ms_sq: float | None = None) -> None:
+    """Add a gateway's counts; `latency_ms` is the sum of the requests' latencies and `latency_ms_sq`
+    the sum of their squares (its square when one request is added)."""
+    if latency_ms_sq is None:
+        if requests > 1:
+            raise ValueError("give latency_ms_sq (the sum of squared latencies) when adding several requests")
+        latency_ms_sq = latency_ms * latency_ms
     with db.session(url) as s:
         s.execute(update(AbStat).where(AbStat.test_id == test_id, AbStat.variant == variant).values(
             requests=AbStat.requests + requests, errors=AbStat.errors + errors,
-            latency_ms_sum=AbStat.latency_ms_sum + latency_ms, tokens_in=AbStat.tokens_in + tokens_in,
+            latency_ms_sum=AbStat.latency_ms_sum + latency_ms,
+            latency_ms_sq_sum=AbStat.latency_ms_sq_sum + latency_ms_sq, tokens_in=AbStat.tokens_in + tokens_in,
             tokens_out=AbStat.tokens_out + tokens_out))
 
 
@@ -106,41 +112,13 @@ def outcome(test_id: str, user: str | None = None, variant: str | None = None, s
             raise UserError(f"no variant {variant!r} in test {test_id}", f"use one of {', '.join(names)}")
         s.execute(update(AbStat).where(AbStat.test_id == test_id, AbStat.variant == variant).values(
             outcomes=AbStat.outcomes + 1, successes=AbStat.successes + (1 if success else 0),
-            rating_sum=AbStat.rating_sum + (rating or 0.0)))
+            rating_sum=AbStat.rating_sum + (rating or 0.0), rating_sq_sum=AbStat.rating_sq_sum + (rating or 0.0) ** 2))
     return variant
 
 
-# ---------------------------------------------------------------- statistics
+# ---------------------------------------------------------------- statistics (abstats)
 
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def two_proportion_p(s1: int, n1: int, s2: int, n2: int) -> float:
-    """Two-sided p-value of H0: equal rates (pooled z-test)."""
-    if n1 == 0 or n2 == 0:
-        return 1.0
-    pooled = (s1 + s2) / (n1 + n2)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    if se == 0:
-        return 1.0
-    z = (s1 / n1 - s2 / n2) / se
-    return math.erfc(abs(z) / math.sqrt(2))
-
-
-def prob_best(stats: list[tuple[int, int]], draws: int = 20000, seed: int = 0) -> list[float]:
-    """P(each variant has the highest rate) under Beta(1 + s, 1 + n - s) posteriors."""
-    rng = random.Random(seed)
-    wins = [0] * len(stats)
-    for _ in range(draws):
-        samples = [rng.betavariate(1 + s, 1 + n - s) for s, n in stats]
-        wins[max(range(len(samples)), key=samples.__getitem__)] += 1
-    return [w / draws for w in wins]
+wilson, two_proportion_p, prob_best = abstats.wilson, abstats.two_proportion_p, abstats.prob_best
 
 
 def results(test_id: str, url: str | None = None, promote: bool = True) -> dict[str, Any]:
@@ -158,12 +136,17 @@ def results(test_id: str, url: str | None = None, promote: bool = True) -> dict[
         st = stats[v["name"]]
         rate = st.successes / st.outcomes if st.outcomes else None
         lo, hi = wilson(st.successes, st.outcomes)
+        latency, latency_var = abstats.moments(st.latency_ms_sum, st.latency_ms_sq_sum, st.requests)
+        rating, rating_var = abstats.moments(st.rating_sum, st.rating_sq_sum, st.outcomes)
         rows.append({**v, "requests": st.requests, "errors": st.errors,
                      "error_rate": st.errors / st.requests if st.requests else None,
-                     "latency_ms_mean": st.latency_ms_sum / st.requests if st.requests else None,
+                     "latency_ms_mean": latency, "latency_ms_sd": _sd(latency_var),
                      "tokens_in": st.tokens_in, "tokens_out": st.tokens_out, "outcomes": st.outcomes,
                      "successes": st.successes, "rate": rate, "rate_ci95": [lo, hi],
-                     "rating_mean": st.rating_sum / st.outcomes if st.outcomes else None})
+                     "rating_mean": rating, "rating_sd": _sd(rating_var),
+                     "_arm": {"outcome_rate": (*abstats.bernoulli(st.successes, st.outcomes), st.outcomes),
+                              "rating": (rating, rating_var, st.outcomes),
+                              "latency": (latency, latency_var, st.requests)}[test_dict["metric"]]})
     decision = _decide(test_dict, rows)
     out = {**test_dict, "variants": rows, **decision}
     if promote and decision["winner"] and test_dict["status"] == "running":
@@ -174,38 +157,44 @@ def results(test_id: str, url: str | None = None, promote: bool = True) -> dict[
     return out
 
 
+def _sd(var: float | None) -> float | None:
+    return math.sqrt(var) if var is not None else None
+
+
 def _decide(test: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
-    enough = all(r["outcomes"] >= test["min_samples"] for r in rows) if test["metric"] != "latency" else \
-        all(r["requests"] >= test["min_samples"] for r in rows)
-    if test["metric"] == "latency":
-        key = [-(r["latency_ms_mean"] or math.inf) for r in rows]
-    elif test["metric"] == "rating":
-        key = [r["rating_mean"] if r["rating_mean"] is not None else -math.inf for r in rows]
-    else:
-        key = [r["rate"] if r["rate"] is not None else -1.0 for r in rows]
-    best = max(range(len(rows)), key=key.__getitem__)
-    out: dict[str, Any] = {"leader": rows[best]["name"], "enough_samples": enough}
-    if test["metric"] == "outcome_rate":
-        pbest = prob_best([(r["successes"], r["outcomes"]) for r in rows])
-        for r, p in zip(rows, pbest):
+    """abstats.decide on the test's metric, and what it means in words; one-look p-values beside."""
+    metric, alpha = test["metric"], test["alpha"]
+    arms = [r.pop("_arm") for r in rows]
+    rule = abstats.decide(arms, alpha, test["min_samples"], higher_is_better=metric != "latency")
+    best = rule["leader"]
+    enough = rule.get("undecided") != "samples"
+    out: dict[str, Any] = {"leader": rows[best]["name"], "enough_samples": enough, "test": "mSPRT (always valid)",
+                           "threshold": rule["threshold"],
+                           "p_values": {rows[j]["name"]: p for j, p in rule["p"].items()}}
+    if metric == "outcome_rate":
+        for r, p in zip(rows, abstats.prob_best([(r["successes"], r["outcomes"]) for r in rows])):
             r["prob_best"] = p
-        pvals = {r["name"]: two_proportion_p(rows[best]["successes"], rows[best]["outcomes"], r["successes"],
-                                             r["outcomes"]) for k, r in enumerate(rows) if k != best}
-        out["p_values"] = pvals
-        significant = all(p < test["alpha"] for p in pvals.values())
+        one_look = {r["name"]: abstats.two_proportion_p(rows[best]["successes"], rows[best]["outcomes"],
+                                                         r["successes"], r["outcomes"])
+                    for k, r in enumerate(rows) if k != best}
     else:
-        significant = True  # means without a test of their own: decided on samples alone
-    won = enough and significant
+        m0, v0, n0 = arms[best]
+        one_look = {rows[j]["name"]: abstats.welch_p(m0, v0, n0, m, v, n)
+                    for j, (m, v, n) in enumerate(arms) if j != best and None not in (m0, v0, m, v) and min(n0, n) > 1}
+    out["p_values_one_look"] = one_look
+    won = rule["winner"] is not None
     out["winner"] = rows[best]["name"] if won else None
     out["winner_version"] = rows[best]["version"] if won else None
     if won:
-        out["recommendation"] = f"{rows[best]['name']} (version {rows[best]['version']}) wins on {test['metric']}"
+        out["recommendation"] = f"{rows[best]['name']} (version {rows[best]['version']}) wins on {metric}"
     elif not enough:
-        need = test["min_samples"]
-        have = min(r["outcomes"] if test["metric"] != "latency" else r["requests"] for r in rows)
-        out["recommendation"] = f"keep collecting: {have} of {need} samples in the smallest variant"
+        have = min(n for _, _, n in arms)
+        out["recommendation"] = f"keep collecting: {have} of {test['min_samples']} samples in the smallest variant"
+    elif rule["undecided"] == "variance":
+        out["recommendation"] = ("the variances of this test's means are unknown (it started before dsft stored "
+                                 "squares): start a new test to decide on " + metric)
     else:
-        out["recommendation"] = f"no significant difference yet at alpha {test['alpha']}: keep collecting"
+        out["recommendation"] = f"no significant difference yet at alpha {alpha} (sequential test): keep collecting"
     return out
 
 

@@ -174,8 +174,10 @@ class AbStat(Base):
     requests: Mapped[int] = mapped_column(BigInteger, default=0)
     errors: Mapped[int] = mapped_column(BigInteger, default=0)
     latency_ms_sum: Mapped[float] = mapped_column(default=0.0)
+    latency_ms_sq_sum: Mapped[float] = mapped_column(default=0.0, server_default="0")  # for the variance
     tokens_in: Mapped[int] = mapped_column(BigInteger, default=0)
     tokens_out: Mapped[int] = mapped_column(BigInteger, default=0)
     outcomes: Mapped[int] = mapped_column(BigInteger, default=0)
     successes: Mapped[int] = mapped_column(BigInteger, default=0)
     rating_sum: Mapped[float] = mapped_column(default=0.0)
+    rating_sq_sum: Mapped[float] = mapped_column(default=0.0, server_default="0")

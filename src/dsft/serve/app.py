@@ -48,7 +48,7 @@ class Gateway:
     poll: float = 1.0
     table: Table = field(default_factory=Table)
     inflight: collections.Counter = field(default_factory=collections.Counter)
-    traffic: dict = field(default_factory=lambda: collections.defaultdict(lambda: [0, 0, 0.0, 0, 0]))
+    traffic: dict = field(default_factory=lambda: collections.defaultdict(lambda: [0, 0, 0.0, 0, 0, 0.0]))
     ready_keys: set = field(default_factory=set)
     metrics: Metrics = field(default_factory=Metrics)
     live_deployment: int | None = None
@@ -178,13 +178,14 @@ class Gateway:
             t[2] += seconds * 1000
             t[3] += tokens_in
             t[4] += tokens_out
+            t[5] += (seconds * 1000) ** 2  # the sequential test on latency needs its variance
 
     def flush_traffic(self) -> None:
         from dsft.registry import abtest
 
-        pending, self.traffic = self.traffic, collections.defaultdict(lambda: [0, 0, 0.0, 0, 0])
-        for (test_id, variant), (n, errors, ms, tin, tout) in pending.items():
-            abtest.add_traffic(test_id, variant, n, errors, ms, tin, tout)
+        pending, self.traffic = self.traffic, collections.defaultdict(lambda: [0, 0, 0.0, 0, 0, 0.0])
+        for (test_id, variant), (n, errors, ms, tin, tout, ms_sq) in pending.items():
+            abtest.add_traffic(test_id, variant, n, errors, ms, tin, tout, latency_ms_sq=ms_sq)
 
     # ---------------------------------------------------------------- requests
 

@@ -26,7 +26,7 @@ import json
 import re
 
 from dsft.chat.encoder import Family, Options, Piece
-from dsft.chat.parse import ParsedTurn
+from dsft.chat.parse import ParsedTurn, json_names
 from dsft.data.conversation import Conversation, Message, ToolCall
 
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
@@ -92,11 +92,12 @@ class ChatML(Family):
         content = text.split(CALL_OPEN, 1)[0].removesuffix("\n") or None
         calls: list[ToolCall] = []
         blocks = _CALL.findall(text)
+        names = json_names(text.split(CALL_OPEN)[1:])  # closed or not
         for k, raw in enumerate(blocks):
             try:
                 body = json.loads(raw)
             except json.JSONDecodeError as e:
-                return ParsedTurn(content, calls, False, f"call {k}: not JSON: {e.msg}")
+                return ParsedTurn(content, calls, False, f"call {k}: not JSON: {e.msg}", named=names)
             arguments = body.get("arguments") if isinstance(body, dict) else None
             if isinstance(arguments, str):  # some models write the arguments as a JSON string
                 try:
@@ -104,8 +105,8 @@ class ChatML(Family):
                 except json.JSONDecodeError:
                     arguments = None
             if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not isinstance(arguments, dict):
-                return ParsedTurn(content, calls, False, f'call {k}: not {{"name": ..., "arguments": {{...}}}}')
+                return ParsedTurn(content, calls, False, f'call {k}: not {{"name": ..., "arguments": {{...}}}}', named=names)
             calls.append(ToolCall(id=f"{id_prefix}{k}", name=body["name"], arguments=arguments))
         if text.count(CALL_OPEN) != len(blocks):
-            return ParsedTurn(content, calls, False, "a <tool_call> block is not closed")
+            return ParsedTurn(content, calls, False, "a <tool_call> block is not closed", named=names)
         return ParsedTurn(content, calls)

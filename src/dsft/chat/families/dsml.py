@@ -244,6 +244,7 @@ def merged_turns(messages: list[Message]) -> list[tuple[str, Any]]:
 _BLOCK = {b: re.compile(rf"\n*<{DSML}{b}>\n?(?P<body>.*?)(?P<end></{DSML}{b}>|$)", re.S)
           for b in ("function_calls", "tool_calls")}
 _INVOKE = re.compile(rf'<{DSML}invoke name="(?P<name>[^"]*)">\n?(?P<body>.*?)</{DSML}invoke>', re.S)
+_INVOKE_NAME = re.compile(rf'<{DSML}invoke name="(?P<name>[^"]*)"')  # closed or not
 _PARAM = re.compile(rf'<{DSML}parameter name="(?P<name>[^"]*)" string="(?P<str>true|false)">(?P<value>.*?)'
                     rf'</{DSML}parameter>', re.S)
 
@@ -259,6 +260,7 @@ def parse_dsml(text: str, block: str, id_prefix: str = "call_") -> ParsedTurn:
         return ParsedTurn(text or None, [], True, "")
     content = text[:found.start()] or None
     body = found.group("body")
+    names = [m.group("name") for m in _INVOKE_NAME.finditer(body)]
     calls: list[ToolCall] = []
     for k, inv in enumerate(_INVOKE.finditer(body)):
         args: dict[str, Any] = {}
@@ -270,10 +272,10 @@ def parse_dsml(text: str, block: str, id_prefix: str = "call_") -> ParsedTurn:
                 args[p.group("name")] = json.loads(p.group("value"))
             except json.JSONDecodeError as e:
                 return ParsedTurn(content, calls, False, f"call {k} ({inv.group('name')}): parameter "
-                                  f"{p.group('name')} is not JSON: {e.msg}")
+                                  f"{p.group('name')} is not JSON: {e.msg}", named=names)
         calls.append(ToolCall(id=f"{id_prefix}{k}", name=inv.group("name"), arguments=args))
     if not calls:
-        return ParsedTurn(content, [], False, "tool-call block holds no complete call")
+        return ParsedTurn(content, [], False, "tool-call block holds no complete call", named=names)
     if not found.group("end"):
-        return ParsedTurn(content, calls, False, "tool-call block is not closed")
+        return ParsedTurn(content, calls, False, "tool-call block is not closed", named=names)
     return ParsedTurn(content, calls, True, "")

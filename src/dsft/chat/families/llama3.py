@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 
 from dsft.chat.encoder import Family, Options, Piece, RenderError
-from dsft.chat.parse import ParsedTurn
+from dsft.chat.parse import ParsedTurn, json_names
 from dsft.data.conversation import Conversation, Message, ToolCall
 
 BEGIN, EOT, EOM, PYTHON = "<|begin_of_text|>", "<|eot_id|>", "<|eom_id|>", "<|python_tag|>"
@@ -101,8 +101,8 @@ class Llama3(Family):
         try:
             call = json.loads(body)
         except json.JSONDecodeError as e:
-            return ParsedTurn(None, [], False, f"call 0: not JSON: {e.msg}")
+            return ParsedTurn(None, [], False, f"call 0: not JSON: {e.msg}", named=json_names([body]))
         arguments = call.get("parameters", call.get("arguments")) if isinstance(call, dict) else None
         if not isinstance(call, dict) or not isinstance(call.get("name"), str) or not isinstance(arguments, dict):
-            return ParsedTurn(None, [], False, 'call 0: not {"name": ..., "parameters": {...}}')
+            return ParsedTurn(None, [], False, 'call 0: not {"name": ..., "parameters": {...}}', named=json_names([body]))
         return ParsedTurn(None, [ToolCall(id=f"{id_prefix}0", name=call["name"], arguments=arguments)])
