@@ -233,7 +233,7 @@ def perplexity(model, tokenizer, convs: list[Conversation], batch_size: int = 8,
     import math
 
     from dsft.train.batching import tokenize
-    from dsft.train.trainer import eval_loss
+    from dsft.train.loss import eval_loss
 
     examples, _ = tokenize(convs, tokenizer, max_length)
     loss = eval_loss(model, examples, tokenizer.pad_token_id, batch_size)

@@ -4,7 +4,7 @@ Why: a from-scratch model given 10 minutes on 2 CPU cores spends them learning w
 task shares -- the chat format, JSON that follows a schema, copying a value from the request into
 the right argument, stopping after one call or going on to a second, answering without a tool -- and
 has little time left for the user's own task. A real DeepSeek model arrives knowing all that from
-pretraining; the embedded default learns it here, once, before it is shipped (model/warm_start.py).
+pretraining; the embedded default learns it here, once, before it is shipped (model/warm_pretrain.py).
 
 Nothing here is about any domain: every tool, argument, description, request and answer is made of
 words drawn at random from the tokenizer's own vocabulary (cut from DeepSeek's merges), and values

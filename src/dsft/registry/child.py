@@ -18,7 +18,7 @@ import traceback
 
 from dsft.data.codes import InputError
 from dsft.errors import UserError
-from dsft.registry import jobs, tasks
+from dsft.registry import jobs, kinds, tasks
 
 
 def _watch_parent(parent: int) -> None:
@@ -40,7 +40,7 @@ def main(job_id: str, attempt: int) -> int:
         return 0  # the job moved on before this process started
     ctx = tasks.Context(job_id, attempt, should_stop=stop.is_set)
     try:
-        result = tasks.TASKS[job.kind](job.spec, ctx)
+        result = kinds.KINDS[job.kind](job.spec, ctx)
     except tasks.Cancelled as e:
         if jobs.get(job_id).cancel_requested:
             jobs.finish(job_id, attempt, "cancelled", error=str(e))

@@ -1,4 +1,5 @@
-"""What each kind of job does. Runs inside the job's child process (see child.py).
+"""The steps a job runs: prepare, train, evaluate (the job-kind table is kinds.py). Runs inside the
+job's child process (see child.py).
 
 Every task takes the job's spec (JSON, validated here) and a `Context` that records events and
 says when to stop; it returns the job's result (JSON). Files a task reads are inside DSFT_HOME
@@ -208,22 +209,3 @@ def evaluate(spec: dict[str, Any], ctx: Context) -> dict[str, Any]:
     out["regressed_examples"] = cmp.regressed[:5]
     ctx.event("metrics", **{k: v.get("model") for k, v in cmp.metrics.items()})
     return out
-
-
-# ---------------------------------------------------------------- pipeline
-
-def pipeline(spec: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    """collect/generate -> prepare -> train -> eval (compare with base) -> register [-> alias]."""
-    from dsft.registry.pipeline import run
-
-    return run(spec, ctx)
-
-
-def retrain(spec: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    from dsft.registry.continuous import retrain as run
-
-    return run(spec, ctx)
-
-
-TASKS: dict[str, Callable[[dict[str, Any], Context], dict[str, Any]]] = {
-    "prepare": prepare, "train": train, "eval": evaluate, "pipeline": pipeline, "retrain": retrain}

@@ -52,10 +52,11 @@ class Worker:
             self.shutdown()
 
     def tick(self, max_jobs: int | None = None) -> None:
-        from dsft.registry import continuous
+        from dsft.registry.kinds import SCHEDULES  # the workflows' modules, loaded once a worker runs
 
         jobs.requeue_stale()
-        continuous.maybe_retrain("schedule")
+        for scheduled in SCHEDULES:
+            scheduled()
         for job_id in jobs.heartbeat(list(self.running), self.name):
             r = self.running[job_id]
             if not r.signalled:

@@ -24,6 +24,8 @@ from functools import cache
 
 import torch
 
+from dsft.train.batching import Example, collate, length_grouped_batches
+
 MIN_PREFIX = 16  # below this, running the prefix separately costs more than it saves
 
 
@@ -107,3 +109,17 @@ def weighted_loss_sum(model, batch: dict[str, torch.Tensor], weights: torch.Tens
                                             reduction="none")
     w = weights.to(per.device)[flat.clamp(min=0)]
     return (per * w).sum(), per.detach().sum(), int((flat != -100).sum())
+
+
+def eval_loss(model, examples: list[Example], pad_id: int, batch_size: int, share_prefix: bool = True) -> float | None:
+    """Mean loss per trained token over `examples` (validation during training, perplexity in eval)."""
+    if not examples:
+        return None
+    model.eval()
+    total, count = 0.0, 0
+    for idx in length_grouped_batches([len(e.ids) for e in examples], batch_size, 0, 0):
+        batch, _ = collate([examples[i] for i in idx], pad_id)
+        loss, n = loss_sum(model, batch, share_prefix)
+        total, count = total + loss.item(), count + n
+    model.train()
+    return total / max(count, 1)

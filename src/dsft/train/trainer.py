@@ -21,7 +21,7 @@ from dsft.data.conversation import Conversation
 from dsft.errors import UserError
 from dsft.train.batching import Example, collate, length_grouped_batches, tokenize
 from dsft.train.config import TrainConfig
-from dsft.train.loss import decision_tokens, loss_sum, weighted_loss_sum
+from dsft.train.loss import decision_tokens, eval_loss, loss_sum, weighted_loss_sum
 from dsft.train.schedule import CALIBRATION_STEPS, EPOCHS_FIT_SHARE, MIN_EVAL_INTERVAL, BestKeeper, Schedule, better
 from dsft.train.methods import quantization_config, wrap
 
@@ -193,19 +193,6 @@ def make_optimizer(cfg: TrainConfig, params):
 
 
 @torch.no_grad()
-def eval_loss(model, examples: list[Example], pad_id: int, batch_size: int, share_prefix: bool = True) -> float | None:
-    if not examples:
-        return None
-    model.eval()
-    total, count = 0.0, 0
-    for idx in length_grouped_batches([len(e.ids) for e in examples], batch_size, 0, 0):
-        batch, _ = collate([examples[i] for i in idx], pad_id)
-        loss, n = loss_sum(model, batch, share_prefix)
-        total, count = total + loss.item(), count + n
-    model.train()
-    return total / max(count, 1)
-
-
 def _split(files: list[str], cfg: TrainConfig) -> tuple[list[Conversation], list[Conversation], dict]:
     convs, counts = load_conversations(files)
     if cfg.data.validation:
