@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.dsft-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo lint test test-fast bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -20,10 +20,13 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/dsft demo
 
-test: setup
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+
+test: setup lint
 	$(PY) -m pytest -n 2 -q $(PYTEST_ARGS)
 
-test-fast: setup
+test-fast: setup lint
 	$(PY) -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS)
 
 bench: setup

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import ASSETS, read_jsonl, run_dsft
+
 from dsft.data.codes import InputError
 from dsft.data.prepare import prepare
 from dsft.data.validate import validate

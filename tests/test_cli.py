@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import run_dsft
+
 from dsft import __version__
 from dsft.data.generate import builtin
 

@@ -8,7 +8,6 @@ import json
 import threading
 
 import pytest
-
 from conftest import run_dsft
 
 

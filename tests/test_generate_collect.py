@@ -8,8 +8,8 @@ import threading
 from collections import Counter
 
 import pytest
-
 from conftest import read_jsonl, run_dsft
+
 from dsft.data.collect import collect
 from dsft.data.generate import fill, generate, load_scenarios
 from dsft.data.validate import validate

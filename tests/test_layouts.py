@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import ASSETS
+
 from dsft.data.conversation import Conversation
 from dsft.data.layouts import convert, detect
 from dsft.data.sources import discover, read_records

@@ -61,9 +61,8 @@ def test_the_tokenizer_is_cut_from_deepseeks_vocabulary_not_fitted_to_data(tiny_
 
 
 def test_model_tiny_fits_a_tokenizer_to_the_users_files(tmp_path):
-    from transformers import AutoTokenizer
-
     from conftest import run_dsft
+    from transformers import AutoTokenizer
 
     data = tmp_path / "mine.jsonl"
     rows = [{"messages": [{"role": "user", "content": f"Florbnax {k} quintessential zephyr"},
@@ -401,7 +400,7 @@ def test_held_out_scenarios_share_no_phrasing_or_value_with_training():
 
     spec = load_scenarios()
     held = hold_out(spec, 0.25, seed=0)
-    for s, t, p in zip(held.train.scenarios, held.new_values.scenarios, held.new_phrasings.scenarios):
+    for s, t, p in zip(held.train.scenarios, held.new_values.scenarios, held.new_phrasings.scenarios, strict=False):
         assert t.requests == s.requests
         if len(s.requests) + len(p.requests) >= 3 and p.requests != s.requests:
             assert not set(p.requests) & set(s.requests)

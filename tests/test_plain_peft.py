@@ -10,7 +10,6 @@ import sys
 
 import pytest
 import torch
-
 from conftest import run_dsft
 
 PLAIN = r"""

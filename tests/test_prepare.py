@@ -6,8 +6,8 @@ import hashlib
 import json
 
 import pytest
-
 from conftest import ASSETS, read_jsonl, run_dsft
+
 from dsft.data.generate import builtin, generate, load_scenarios
 from dsft.data.layouts import load_tools
 from dsft.data.pipeline import Options

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import httpx
-from jsonschema import Draft202012Validator
 import openai
 import pytest
+from jsonschema import Draft202012Validator
 
 from tests.conftest import free_port, start_dsft, stop_process
 

@@ -105,6 +105,7 @@ def test_score_outputs_made_elsewhere_equals_in_process_scoring(tmp_path, tiny_m
     import json
 
     from conftest import run_dsft
+
     from dsft.eval.tooluse import cases, evaluate, load_for_eval
     from dsft.train.trainer import load_conversations
 

@@ -9,8 +9,8 @@ import re
 import pytest
 import torch
 import yaml
-
 from conftest import run_dsft
+
 from dsft.errors import UserError
 from dsft.train import config as cfgmod
 from dsft.train.batching import Example, collate, length_grouped_batches

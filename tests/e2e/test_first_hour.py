@@ -16,7 +16,6 @@ import time
 import jsonschema
 import openai
 import pytest
-
 from conftest import run_dsft, start_dsft, stop_process
 
 TOOLS = [

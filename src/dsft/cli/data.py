@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import orjson
 import typer
@@ -46,9 +45,9 @@ def _options(fmt: str | None, tools: Path | None, tokenizer: str | None, min_tok
 @app.command()
 def validate(
     inputs: list[Path] = Inputs,
-    fmt: Optional[str] = FormatOpt,
-    tools: Optional[Path] = ToolsOpt,
-    tokenizer: Optional[str] = TokenizerOpt,
+    fmt: str | None = FormatOpt,
+    tools: Path | None = ToolsOpt,
+    tokenizer: str | None = TokenizerOpt,
     min_tokens: int = MinTokOpt,
     max_tokens: int = MaxTokOpt,
     as_json: bool = typer.Option(False, "--json", help="Print every finding as JSON."),
@@ -92,7 +91,7 @@ def print_findings(summary: dict) -> None:
         table.add_column(col, overflow="fold")
     for code, f in summary.items():
         tier = "[red]error[/]" if f["severity"] == "error" else "[yellow]warning[/]"
-        rows = [f"{where}: {said}" for where, said in zip(f["first"], f.get("said") or [""] * len(f["first"]))]
+        rows = [f"{where}: {said}" for where, said in zip(f["first"], f.get("said") or [""] * len(f["first"]), strict=False)]
         table.add_row(code, tier, str(f["count"]), escape("\n".join(rows)), f["fix"])
     console.print(table)
 
@@ -101,16 +100,16 @@ def print_findings(summary: dict) -> None:
 def prepare(
     inputs: list[Path] = Inputs,
     out: Path = typer.Option(..., "--out", help="Dataset folder to create."),
-    fmt: Optional[str] = FormatOpt,
-    tools: Optional[Path] = ToolsOpt,
-    tokenizer: Optional[str] = TokenizerOpt,
+    fmt: str | None = FormatOpt,
+    tools: Path | None = ToolsOpt,
+    tokenizer: str | None = TokenizerOpt,
     min_tokens: int = MinTokOpt,
     max_tokens: int = MaxTokOpt,
     val_ratio: float = typer.Option(0.1, "--val-ratio", help="Share of rows held out for validation."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split."),
     scorer: str = typer.Option("dsft", "--scorer", help=f"Quality scorer for --min-quality: {', '.join(SCORERS)}."),
-    min_quality: Optional[float] = typer.Option(None, "--min-quality", help="Reject rows scoring below this (0-100)."),
-    near_dup: Optional[float] = typer.Option(None, "--near-dup", help="Also drop near-duplicates at this Jaccard similarity (e.g. 0.85)."),
+    min_quality: float | None = typer.Option(None, "--min-quality", help="Reject rows scoring below this (0-100)."),
+    near_dup: float | None = typer.Option(None, "--near-dup", help="Also drop near-duplicates at this Jaccard similarity (e.g. 0.85)."),
     token_stats: bool = typer.Option(True, "--token-stats/--no-token-stats", help="Report token-length statistics."),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -174,9 +173,9 @@ def generate(
 
 @app.command()
 def collect(
-    components: Optional[Path] = typer.Option(None, "--components", help="Folder of code components."),
-    style_guide: Optional[list[Path]] = typer.Option(None, "--style-guide", help="Markdown style guide(s)."),
-    html: Optional[list[str]] = typer.Option(None, "--html", help="HTML files or http(s) URLs."),
+    components: Path | None = typer.Option(None, "--components", help="Folder of code components."),
+    style_guide: list[Path] | None = typer.Option(None, "--style-guide", help="Markdown style guide(s)."),
+    html: list[str] | None = typer.Option(None, "--html", help="HTML files or http(s) URLs."),
     out: Path = typer.Option(Path("-"), "--out", help="Output JSON Lines file ('-' for stdout)."),
     timeout: float = typer.Option(20.0, "--timeout", help="Seconds per URL."),
 ) -> None:

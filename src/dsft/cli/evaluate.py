@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -37,21 +36,21 @@ def fit_line(fit: dict) -> str:
 
 @app.callback()
 def evaluate(ctx: typer.Context,
-             model: Optional[str] = typer.Option(None, "--model", help="Run folder or model folder."),
-             endpoint: Optional[str] = typer.Option(None, "--endpoint", help="OpenAI-compatible server URL instead of --model."),
-             served_model: Optional[str] = typer.Option(None, "--served-model",
+             model: str | None = typer.Option(None, "--model", help="Run folder or model folder."),
+             endpoint: str | None = typer.Option(None, "--endpoint", help="OpenAI-compatible server URL instead of --model."),
+             served_model: str | None = typer.Option(None, "--served-model",
                                                         help="With --endpoint: the model name to request "
                                                              "(default: the server's only model)."),
-             data: Optional[list[str]] = typer.Option(None, "--data", help="Evaluation data, any layout."),
-             limit: Optional[int] = typer.Option(None, "--limit"),
-             max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Default: room for the longest reference turn."),
+             data: list[str] | None = typer.Option(None, "--data", help="Evaluation data, any layout."),
+             limit: int | None = typer.Option(None, "--limit"),
+             max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Default: room for the longest reference turn."),
              batch_size: int = typer.Option(32, "--batch-size", help="Prompts generated together (decoding costs a step per token whatever the batch)."),
              seed: int = typer.Option(0, "--seed"),
              samples: int = typer.Option(1, "--samples", help="Samples per code example for pass@k (1 = greedy pass@1)."),
              temperature: float = typer.Option(0.8, "--temperature", help="Sampling temperature for --samples."),
-             reference_data: Optional[list[str]] = typer.Option(
+             reference_data: list[str] | None = typer.Option(
                  None, "--reference-data", help="General data: perplexity before (base) and after (forgetting)."),
-             report: Optional[Path] = typer.Option(None, "--report", help="Write report.json, report.md and a chart here."),
+             report: Path | None = typer.Option(None, "--report", help="Write report.json, report.md and a chart here."),
              constrain: bool = typer.Option(True, "--constrain/--no-constrain",
                                             help="Decode tool calls under the tools' grammar, as dsft serve does "
                                                  "(declared names, schema-valid arguments)."),
@@ -125,12 +124,12 @@ def score(predictions: Path = typer.Argument(..., help="JSONL: one assistant mes
 def compare_cmd(a: str = typer.Argument(..., help="Model A (e.g. the base or the champion)."),
                 b: str = typer.Argument(..., help="Model B (e.g. the new run)."),
                 data: list[str] = typer.Option(..., "--data", help="Evaluation data, any layout."),
-                limit: Optional[int] = typer.Option(None, "--limit"),
-                max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Default: room for the longest reference turn."),
+                limit: int | None = typer.Option(None, "--limit"),
+                max_new_tokens: int | None = typer.Option(None, "--max-new-tokens", help="Default: room for the longest reference turn."),
                 show: int = typer.Option(3, "--show", help="Regressed examples to print per metric."),
-                label_a: Optional[str] = typer.Option(None, "--label-a", help="Name of A (default: base or run, "
+                label_a: str | None = typer.Option(None, "--label-a", help="Name of A (default: base or run, "
                                                                               "from what the folder is)."),
-                label_b: Optional[str] = typer.Option(None, "--label-b", help="Name of B (default: as for A)."),
+                label_b: str | None = typer.Option(None, "--label-b", help="Name of B (default: as for A)."),
                 as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
     """Both models on the same examples: metrics, deltas, paired bootstrap intervals, and per metric
     (tool names, exact arguments, irrelevance) the examples that improved and regressed."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -19,7 +18,7 @@ console = Console()
 def tiny(out: Path = typer.Option(None, "--out", help="Folder to write (default: DSFT_HOME/models/tiny-ARCH)."),
          arch: str = typer.Option("deepseek_v3", "--arch", help="deepseek_v3 (MLA + MoE), deepseek_v2 (V2-Lite's MLA + MoE), llama or qwen2."),
          seed: int = typer.Option(0, "--seed"),
-         corpus: Optional[list[Path]] = typer.Option(None, "--corpus",
+         corpus: list[Path] | None = typer.Option(None, "--corpus",
                                                      help="Fit the tokenizer to these training files (any layout "
                                                           "dsft reads) instead of cutting it from DeepSeek's vocabulary."),
          vocab_size: int = typer.Option(8192, "--vocab-size", min=600, max=131072),

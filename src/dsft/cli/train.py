@@ -8,7 +8,6 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -17,33 +16,33 @@ console = Console(stderr=True)
 PLAIN_EVERY_S = 10.0  # seconds between progress lines when stderr is not a terminal
 
 
-def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags override it."),
-          model: Optional[str] = typer.Option(None, "--model", help="Base model folder or id."),
-          train_files: Optional[list[str]] = typer.Option(None, "--train", help="Training data, any layout."),
-          validation: Optional[list[str]] = typer.Option(None, "--validation", help="Held-out data."),
-          out: Optional[str] = typer.Option(None, "--out", help="Run folder to create."),
-          method: Optional[str] = typer.Option(None, "--method",
+def train(config: Path | None = typer.Argument(None, help="YAML config; flags override it."),
+          model: str | None = typer.Option(None, "--model", help="Base model folder or id."),
+          train_files: list[str] | None = typer.Option(None, "--train", help="Training data, any layout."),
+          validation: list[str] | None = typer.Option(None, "--validation", help="Held-out data."),
+          out: str | None = typer.Option(None, "--out", help="Run folder to create."),
+          method: str | None = typer.Option(None, "--method",
                                                help="lora, dora, qlora, ia3, prefix or full (default: the model's preset)."),
-          preset: Optional[str] = typer.Option(None, "--preset",
+          preset: str | None = typer.Option(None, "--preset",
                                                help="Rank preset (guide 3.1.3): simple, domain, tool-use, full-capability."),
-          epochs: Optional[float] = typer.Option(None, "--epochs"),
-          lr: Optional[float] = typer.Option(None, "--lr"),
-          batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-          max_length: Optional[int] = typer.Option(None, "--max-length"),
-          seed: Optional[int] = typer.Option(None, "--seed"),
-          save_every: Optional[int] = typer.Option(None, "--save-every", help="Checkpoint every N steps."),
-          time_budget: Optional[str] = typer.Option(None, "--time-budget",
+          epochs: float | None = typer.Option(None, "--epochs"),
+          lr: float | None = typer.Option(None, "--lr"),
+          batch_size: int | None = typer.Option(None, "--batch-size"),
+          max_length: int | None = typer.Option(None, "--max-length"),
+          seed: int | None = typer.Option(None, "--seed"),
+          save_every: int | None = typer.Option(None, "--save-every", help="Checkpoint every N steps."),
+          time_budget: str | None = typer.Option(None, "--time-budget",
                                                     help="Train for this long, evaluations included (90s, 10m, 1h): "
                                                          "the step count is fitted to it; --epochs becomes the most. "
                                                          "'none' trains the epochs whatever they take."),
-          copy_augment: Optional[float] = typer.Option(None, "--copy-augment",
+          copy_augment: float | None = typer.Option(None, "--copy-augment",
                                                        help="Variants per tool-use row with argument values "
                                                             "resampled in the same shape (0 = off)."),
-          chat_family: Optional[str] = typer.Option(None, "--chat-family",
+          chat_family: str | None = typer.Option(None, "--chat-family",
                                                     help="The chat format to train in: a DeepSeek one, or chatml (default: told from the model)."),
-          thinking: Optional[bool] = typer.Option(None, "--thinking/--no-thinking",
+          thinking: bool | None = typer.Option(None, "--thinking/--no-thinking",
                                                   help="Thinking mode for V3.1, V3.2 and V4."),
-          resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder from its last checkpoint."),
+          resume: Path | None = typer.Option(None, "--resume", help="Continue this run folder from its last checkpoint."),
           overwrite: bool = typer.Option(False, "--overwrite", help="Start over in --out, deleting the earlier run there.")) -> None:
     """Train an adapter (or a full finetune) from flags alone or a config file."""
     from dsft.train import config as cfgmod
@@ -77,7 +76,14 @@ def train(config: Optional[Path] = typer.Argument(None, help="YAML config; flags
     console.print(f"training {cfg.model.name_or_path} ({cfg.method}, up to {cfg.training.epochs:g} epochs{budget}, "
                   f"lr {cfg.training.learning_rate:g}) -> {cfg.output.dir}", highlight=False)
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)

@@ -8,7 +8,6 @@ itself is valid, so a dataset of 100k tool calls validates in well under a secon
 from __future__ import annotations
 
 import functools
-
 import re
 from collections.abc import Callable
 from dataclasses import dataclass

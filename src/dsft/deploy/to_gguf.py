@@ -18,8 +18,9 @@ The tokenizer section is deploy/gguf_vocab.py's.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from dsft.errors import UserError
 

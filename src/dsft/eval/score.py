@@ -9,7 +9,6 @@ with JSON-string arguments), a chat completion (`choices[0].message`), `{"messag
 from __future__ import annotations
 
 import functools
-
 import json
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -42,7 +41,7 @@ def prediction_calls(row: dict[str, Any]) -> Prediction:
         if isinstance(fn.get("name"), str):
             names.append(fn["name"])
         problems: list[str] = []
-        args = parse_arguments(fn.get("arguments"), "arguments", lambda code, msg: problems.append(msg))
+        args = parse_arguments(fn.get("arguments"), "arguments", lambda code, msg, problems=problems: problems.append(msg))
         if problems or not isinstance(fn.get("name"), str):
             ok = False
             continue
@@ -105,7 +104,7 @@ def score_file(predictions: Path, references: list[str]) -> dict[str, Any]:
         raise UserError(f"{len(rows)} predictions for {len(refs)} reference examples",
                         "give one prediction per reference, in order, or an `id` on each")
     scores = Scores()
-    for row, case in zip(rows, refs):
+    for row, case in zip(rows, refs, strict=False):
         calls, ok, content, names = prediction_calls(row)
         raw = row.get("text") if isinstance(row.get("text"), str) else json.dumps(row, sort_keys=True)
         scores.add(case, calls, ok, content, raw, names=names)

@@ -246,14 +246,14 @@ class Writer:
             text = asks[0][0] + joiner + asks[1][0]
         messages.append({"role": "user", "content": text})
         calls = [{"id": f"call_{r.getrandbits(48):012x}", "type": "function",
-                  "function": {"name": t["name"], "arguments": json.dumps(args)}} for t, (_, args) in zip(chosen, asks)]
+                  "function": {"name": t["name"], "arguments": json.dumps(args)}} for t, (_, args) in zip(chosen, asks, strict=False)]
         messages.append({"role": "assistant", "content": None, "tool_calls": calls})
         results = []
         for call in calls:
             results.append(self.result())
             messages.append({"role": "tool", "tool_call_id": call["id"], "name": call["function"]["name"],
                              "content": json.dumps(results[-1])})
-        quoted = [str(v) for res in results for v in res.values() if not isinstance(v, (dict, list))][:3]
+        quoted = [str(v) for res in results for v in res.values() if not isinstance(v, dict | list)][:3]
         answer = " ".join([self.cap(self.phrase(1, 5))] + [f"{q} {self.phrase(0, 3)}".strip() for q in quoted])
         messages.append({"role": "assistant", "content": answer.strip() + "."})
         return {"messages": messages, "tools": declarations}

@@ -172,7 +172,7 @@ def _decide(test: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
                            "threshold": rule["threshold"],
                            "p_values": {rows[j]["name"]: p for j, p in rule["p"].items()}}
     if metric == "outcome_rate":
-        for r, p in zip(rows, abstats.prob_best([(r["successes"], r["outcomes"]) for r in rows])):
+        for r, p in zip(rows, abstats.prob_best([(r["successes"], r["outcomes"]) for r in rows]), strict=False):
             r["prob_best"] = p
         one_look = {r["name"]: abstats.two_proportion_p(rows[best]["successes"], rows[best]["outcomes"],
                                                          r["successes"], r["outcomes"])

@@ -10,7 +10,6 @@ says when to stop; it returns the job's result (JSON). Files a task reads are in
 from __future__ import annotations
 
 import json
-
 import shutil
 import time
 from collections.abc import Callable

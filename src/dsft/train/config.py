@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from dsft.errors import UserError
 
-
 Metric = Literal["eval_loss", "eval_tool_name_accuracy", "eval_tool_args_exact_match"]
 
 

@@ -136,8 +136,8 @@ def export(run: Path, out: Path) -> list[Path]:
                         f"of a family with a template ({', '.join(TEMPLATES)})")
     targets: list[str] = []
     if cfg.method != "full":
-        from transformers import AutoConfig, AutoModelForCausalLM
         import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
 
         from dsft.train.targets import resolve
 

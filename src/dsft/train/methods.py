@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-
 from typing import Any
 
 from dsft.errors import UserError
@@ -64,9 +63,8 @@ def wrap(model, cfg):
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.training.gradient_checkpointing)
     if cfg.method == "prefix":
-        from peft import PrefixTuningConfig
-
         import torch
+        from peft import PrefixTuningConfig
 
         try:  # a two-token probe: unsupported attention layouts (e.g. MLA) fail here, not mid-run
             wrapped = get_peft_model(model, PrefixTuningConfig(num_virtual_tokens=cfg.prefix_tokens,

@@ -22,8 +22,8 @@ from dsft.errors import UserError
 from dsft.train.batching import Example, collate, length_grouped_batches, tokenize
 from dsft.train.config import TrainConfig
 from dsft.train.loss import decision_tokens, eval_loss, loss_sum, weighted_loss_sum
-from dsft.train.schedule import CALIBRATION_STEPS, EPOCHS_FIT_SHARE, MIN_EVAL_INTERVAL, BestKeeper, Schedule, better
 from dsft.train.methods import quantization_config, wrap
+from dsft.train.schedule import CALIBRATION_STEPS, EPOCHS_FIT_SHARE, MIN_EVAL_INTERVAL, BestKeeper, Schedule, better
 
 
 @dataclass
