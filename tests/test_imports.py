@@ -101,3 +101,10 @@ def test_the_queue_accepts_exactly_the_kinds_the_worker_runs():
     graph = import_graph()
     workflows = {"dsft.registry.pipeline", "dsft.registry.continuous"}
     assert not graph["dsft.registry.worker"] & workflows and not graph["dsft.registry.tasks"] & workflows
+
+
+def test_training_knows_no_evaluation():
+    """Tool accuracy reaches a run as a callback (train/callbacks.py): nothing in dsft.train imports dsft.eval."""
+    graph = import_graph()
+    leaks = {m: sorted(t for t in ts if t.startswith("dsft.eval")) for m, ts in graph.items() if m.startswith("dsft.train")}
+    assert {m: ts for m, ts in leaks.items() if ts} == {}

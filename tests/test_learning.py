@@ -346,6 +346,7 @@ def test_a_budgeted_run_keeps_its_best_evaluation(tmp_path, tiny_model):
     from safetensors.torch import load_file
 
     from dsft.data.generate import generate, load_scenarios
+    from dsft.eval.during_training import ToolAccuracy
     from dsft.train.config import load
     from dsft.train.trainer import train
 
@@ -355,7 +356,7 @@ def test_a_budgeted_run_keeps_its_best_evaluation(tmp_path, tiny_model):
                       "training.time_budget": 60, "training.eval_tool_sample": 3, "training.evals": 4,
                       "training.batch_size": 2,  # cheap steps: several evaluations even on a loaded CI machine
                       "training.learning_rate": 3e-2})  # too high on purpose: later steps get worse
-    result = train(cfg)
+    result = train(cfg, callbacks=[ToolAccuracy()])
     run = json.loads((result.dir / "run.json").read_text())
     lines = [json.loads(x) for x in (result.dir / "metrics.jsonl").read_text().splitlines()]
     evals = [x for x in lines if "eval_tool_args_exact_match" in x]

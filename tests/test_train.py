@@ -477,6 +477,9 @@ def test_early_stopping_rule():
 
 
 def test_tool_accuracy_during_training_and_early_stop(tmp_path, tiny_model):
+    """Tool accuracy is a callback the caller hands the trainer (eval/during_training.py); without
+    it a config that stops on a tool metric is refused before anything runs."""
+    from dsft.eval.during_training import ToolAccuracy
     from dsft.train.trainer import train
 
     run_dsft("data", "generate", "-n", "40", "--seed", "13", "--out", tmp_path / "d.jsonl", check=0)
@@ -485,7 +488,10 @@ def test_tool_accuracy_during_training_and_early_stop(tmp_path, tiny_model):
                              "training.learning_rate": 1e-5, "training.log_every": 1, "training.eval_every": 1,
                              "training.eval_tool_sample": 4, "training.early_stopping_metric": "eval_tool_args_exact_match",
                              "training.early_stopping_patience": 1})
-    result = train(cfg)
+    with pytest.raises(UserError, match="training.early_stopping_metric is 'eval_tool_args_exact_match', which nothing"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+    result = train(cfg, callbacks=[ToolAccuracy()])
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert "eval_tool_args_exact_match" in lines[0] and "eval_tool_name_accuracy" in lines[0]
     run = json.loads((tmp_path / "run" / "run.json").read_text())

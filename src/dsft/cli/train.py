@@ -45,6 +45,7 @@ def train(config: Path | None = typer.Argument(None, help="YAML config; flags ov
           resume: Path | None = typer.Option(None, "--resume", help="Continue this run folder from its last checkpoint."),
           overwrite: bool = typer.Option(False, "--overwrite", help="Start over in --out, deleting the earlier run there.")) -> None:
     """Train an adapter (or a full finetune) from flags alone or a config file."""
+    from dsft.eval.during_training import ToolAccuracy
     from dsft.train import config as cfgmod
     from dsft.train.schedule import parse_duration
     from dsft.train.trainer import train as run
@@ -107,7 +108,8 @@ def train(config: Path | None = typer.Argument(None, help="YAML config; flags ov
     with (contextlib.nullcontext() if plain else bar), stop_on_signals() as stop:
         try:
             result = run(cfg, progress, resume=resume is not None, stop=stop, overwrite=overwrite,
-                         say=lambda note: console.print(f"[yellow]warning:[/] {note}", highlight=False))
+                         say=lambda note: console.print(f"[yellow]warning:[/] {note}", highlight=False),
+                         callbacks=[ToolAccuracy()])
         except Interrupted as e:
             bar.stop()
             console.print(f"stopped at step {e.step}: checkpoint {e.checkpoint}; continue with "

@@ -119,6 +119,7 @@ def dataset_files(dataset_id: str, url: str | None = None) -> tuple[Path, Path]:
 # ---------------------------------------------------------------- train
 
 def train(spec: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    from dsft.eval.during_training import ToolAccuracy
     from dsft.train import checkpoint
     from dsft.train.config import load
     from dsft.train.trainer import Interrupted
@@ -161,7 +162,7 @@ def train(spec: dict[str, Any], ctx: Context) -> dict[str, Any]:
             ctx.event("progress", step=step, total=total, **{k: v for k, v in line.items() if k != "step"})
 
     try:
-        result = run_train(cfg, progress, resume=resume, stop=ctx.should_stop)
+        result = run_train(cfg, progress, resume=resume, stop=ctx.should_stop, callbacks=[ToolAccuracy()])
     except Interrupted as e:
         ctx.event("checkpoint", step=e.step, path=relative_to_home(e.checkpoint))
         raise Cancelled(str(e)) from None

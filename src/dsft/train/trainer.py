@@ -12,6 +12,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import torch
 from dsft.data.conversation import Conversation
 from dsft.errors import UserError
 from dsft.train.batching import Example, collate, length_grouped_batches, tokenize
+from dsft.train.callbacks import TrainingCallback, check_metrics
 from dsft.train.config import TrainConfig
 from dsft.train.loss import decision_tokens, eval_loss, loss_sum, weighted_loss_sum
 from dsft.train.methods import quantization_config, wrap
@@ -118,25 +120,6 @@ def ensure_distinct_pad(tokenizer, name: str) -> None:
     raise UserError(f"{name}: the tokenizer has no pad token distinct from EOS, and none in its vocabulary",
                     "add one (tokenizer.add_special_tokens({'pad_token': ...}) and resize the model's embeddings) "
                     "so the model still learns to stop")
-
-
-def _tool_eval(model, tokenizer, sample: list[Conversation], batch_size: int) -> dict[str, float]:
-    """Tool-name and exact-argument accuracy on a fixed validation sample (greedy, shared renderer):
-    rows with calls and rows answered without one, so learning to call never hides calling too often."""
-    if not sample:
-        return {}
-    from dsft.eval.tooluse import evaluate
-
-    # Generated in batches of 32 or more: decoding is a step per token whatever the batch, so few
-    # large batches cost a fraction of many small ones (measured: 48 prompts 4 s at 24 vs 45 s at 8).
-    summary = evaluate(model, tokenizer, sample, max_new_tokens=None, batch_size=max(batch_size, 32),
-                       perplexity_too=False).summary()
-    model.train()
-    out = {"eval_tool_name_accuracy": summary["tool_name_accuracy"],
-           "eval_tool_args_exact_match": summary["tool_args_exact_match"]}
-    if summary.get("irrelevance_accuracy") is not None:
-        out["eval_irrelevance_accuracy"] = summary["irrelevance_accuracy"]
-    return out
 
 
 class EarlyStopping:
@@ -260,15 +243,16 @@ class Interrupted(Exception):
         self.step, self.checkpoint = step, checkpoint
 
 
-def keep_best_metric(cfg: TrainConfig, sample: list[Conversation]) -> str | None:
-    """The metric whose best evaluation the run keeps: `auto` is exact arguments when there are tool
-    rows to generate on (the task a tool-use run is for), else the eval loss."""
+def keep_best_metric(cfg: TrainConfig, callbacks: Sequence[TrainingCallback] = ()) -> str | None:
+    """The metric whose best evaluation the run keeps: `auto` is the first callback's task metric
+    (exact arguments, when a tool-accuracy callback has tool rows to generate on: the task a
+    tool-use run is for), else the eval loss."""
     t = cfg.training
     if t.keep_best != "auto":
         return t.keep_best
     if not t.eval_every and t.time_budget is None:
         return None
-    return "eval_tool_args_exact_match" if any(c.calls() for c in sample) else "eval_loss"
+    return next((m for c in callbacks if (m := c.task_metric())), "eval_loss")
 
 
 def _taken(out: Path) -> tuple[str, str]:
@@ -306,7 +290,7 @@ def _warn(message: str) -> None:
 
 
 def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, overwrite: bool = False,
-          say=None) -> RunResult:
+          say=None, callbacks: Sequence[TrainingCallback] = ()) -> RunResult:
     """Train per `cfg`; with `resume`, continue the run in `cfg.output.dir` from its last checkpoint
     (one stopped before its first checkpoint starts again there from step 0; a finished one is not
     trained again: its figures are returned, `already_finished` set). `overwrite` starts over in an
@@ -314,7 +298,10 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, over
     (default: a warning on stderr); the same lines are kept in run.json's `notes`.
 
     `stop`, called after every optimizer step, ends the run cleanly when it returns True: a
-    checkpoint is saved and `Interrupted` raised (how a job is cancelled or a worker shut down)."""
+    checkpoint is saved and `Interrupted` raised (how a job is cancelled or a worker shut down).
+    `callbacks` report figures beside the eval loss at each evaluation (train/callbacks.py; `dsft
+    train` and the job queue pass eval's ToolAccuracy); a metric the config keeps or stops on must
+    be one of theirs."""
     from dsft.train import checkpoint
 
     out = Path(cfg.output.dir)
@@ -324,6 +311,7 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, over
         return RunResult.of_finished(out)
     elif not resume and out.exists() and any(out.iterdir()):
         raise UserError(*_taken(out))
+    check_metrics(cfg, callbacks)
     t = cfg.training
     if t.threads:
         torch.set_num_threads(t.threads)
@@ -394,9 +382,10 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, over
 
     sinks = open_sinks(t.report_to, out, _flatten(cfg.model_dump(mode="json"))) if main else []
     metrics = open(out / "metrics.jsonl", "a", encoding="utf-8") if main else None
-    tool_sample = p.validation_convs[: t.eval_tool_sample] if t.eval_tool_sample else []
+    for callback in callbacks:
+        callback.on_train_begin(cfg, p.validation_convs)
     stopper = EarlyStopping(t.early_stopping_metric, t.early_stopping_patience)
-    keeper = BestKeeper(out, keep_best_metric(cfg, tool_sample)) if main else None
+    keeper = BestKeeper(out, keep_best_metric(cfg, callbacks)) if main else None
     budget = None if resume and schedule.fitted else t.time_budget  # a resumed run keeps its fitted schedule
     tokens, pads, last_loss = tokens_before, pads_before, float("nan")
     window_loss, window_n = 0.0, 0
@@ -407,7 +396,9 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, over
     def evaluate_now(line: dict) -> None:
         t0 = time.perf_counter()
         line["eval_loss"] = eval_loss(bare, val_ex, tokenizer.pad_token_id, t.batch_size, share_prefix)
-        line.update(_tool_eval(bare, tokenizer, tool_sample, t.batch_size))
+        for callback in callbacks:
+            line.update(callback.on_evaluate(bare, tokenizer, step))
+        bare.train()
         stopper.see(step, line)
         if keeper is not None:
             if step < schedule.total // 10:  # the total as fitted now: a refit may shrink it later
