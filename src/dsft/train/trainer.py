@@ -301,9 +301,11 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, over
     checkpoint is saved and `Interrupted` raised (how a job is cancelled or a worker shut down).
     `callbacks` report figures beside the eval loss at each evaluation (train/callbacks.py; `dsft
     train` and the job queue pass eval's ToolAccuracy); a metric the config keeps or stops on must
-    be one of theirs."""
-    from dsft.train import checkpoint
+    be one of theirs.
 
+    The run is a recipe in torchtune's shape: `_Recipe.setup` (model, data, optimizer, schedule,
+    resume), `step` (one optimizer step), `after_step` (budget fitting, logging, evaluation,
+    checkpoints, stopping), `finish` (the kept weights, run.json, the report)."""
     out = Path(cfg.output.dir)
     if overwrite:
         clear_run_folder(out)
@@ -312,230 +314,279 @@ def train(cfg: TrainConfig, progress=None, resume: bool = False, stop=None, over
     elif not resume and out.exists() and any(out.iterdir()):
         raise UserError(*_taken(out))
     check_metrics(cfg, callbacks)
-    t = cfg.training
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    torch.manual_seed(t.seed)
-    started = time.perf_counter()  # a time budget counts from here: loading and tokenizing are training time
-    model, tokenizer = load_model(cfg)
-    p = plan(cfg, tokenizer)
-    train_ex, val_ex, skipped, counts = p.examples, p.validation, p.skipped, p.counts
-    if not train_ex:
-        raise UserError("no trainable examples", "check the data with `dsft data validate`")
-    from dsft.train import memory
-
-    memory.check(model, cfg, max(len(e.ids) for e in train_ex))
-    model = wrap(model, cfg)
-    notes = list(getattr(model, "dsft_notes", []))
-    for note in notes:
-        (say or _warn)(note)
-    if t.gradient_checkpointing and cfg.method != "qlora":
-        model.gradient_checkpointing_enable()
-        if cfg.method != "full":  # frozen embeddings: make checkpointed blocks see inputs that need grad
-            model.enable_input_require_grads()
-    share_prefix = t.shared_prefix and not t.gradient_checkpointing and cfg.method != "prefix"
-    weights = None
-    if t.decision_weight != 1:
-        weights = torch.ones(len(tokenizer))
-        weights[decision_tokens(tokenizer)] = t.decision_weight
-    model.train()
-    from accelerate import Accelerator
-
-    # One process by default; under `accelerate launch` each rank takes its share of every step.
-    acc = Accelerator(cpu=not torch.cuda.is_available())
-    world, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(cfg, params)
-    model, optimizer = acc.prepare(model, optimizer)
-    bare = acc.unwrap_model(model)
-    micro = p.micro
-    per_step = t.grad_accum * world
-    # Every rank must take every step (collectives), so with several ranks a partial last step is dropped.
-    planned = math.ceil(len(micro) / per_step) if world == 1 else len(micro) // per_step
-    if planned == 0:
-        raise UserError(f"{len(micro)} micro-batches cannot feed {world} processes x {t.grad_accum} accumulation",
-                        "use more data, a smaller --batch-size or fewer processes")
-    schedule = Schedule(planned, t.warmup_ratio, t.eval_every)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    out.mkdir(parents=True, exist_ok=True)
-    step, tokens_before, pads_before, resumed_from = 0, 0, 0, None
-    last = checkpoint.latest(out) if resume else None
-    if resume and last is None:  # stopped before its first checkpoint: nothing to keep, start it again here
-        for stale in ("metrics.jsonl", "schedule.json"):
-            (out / stale).unlink(missing_ok=True)
-        resume = False
-    if resume:
-        schedule.restore(out)
-        step = checkpoint.load(last, bare, optimizer, scheduler)
-        before = checkpoint.progress(last)  # a resumed run's figures cover the whole run, not this segment
-        started -= before.get("seconds", 0.0)
-        tokens_before, pads_before = before.get("tokens", 0), before.get("pads", 0)
-        resumed_from = step
-        if main:
-            kept = [x for x in (out / "metrics.jsonl").read_text().splitlines() if json.loads(x)["step"] <= step]
-            (out / "metrics.jsonl").write_text("".join(x + "\n" for x in kept))
-    elif main:
-        cfg.save(out / "config.yaml")
-    acc.wait_for_everyone()
-    from dsft.train.config import _flatten
-    from dsft.train.loggers import open_sinks
-
-    sinks = open_sinks(t.report_to, out, _flatten(cfg.model_dump(mode="json"))) if main else []
-    metrics = open(out / "metrics.jsonl", "a", encoding="utf-8") if main else None
-    for callback in callbacks:
-        callback.on_train_begin(cfg, p.validation_convs)
-    stopper = EarlyStopping(t.early_stopping_metric, t.early_stopping_patience)
-    keeper = BestKeeper(out, keep_best_metric(cfg, callbacks)) if main else None
-    budget = None if resume and schedule.fitted else t.time_budget  # a resumed run keeps its fitted schedule
-    tokens, pads, last_loss = tokens_before, pads_before, float("nan")
-    window_loss, window_n = 0.0, 0
-    timed_from, probe = None, {}
-
-    eval_clock = [0.0, 0.0]  # seconds spent evaluating in all, and in the latest evaluation
-
-    def evaluate_now(line: dict) -> None:
-        t0 = time.perf_counter()
-        line["eval_loss"] = eval_loss(bare, val_ex, tokenizer.pad_token_id, t.batch_size, share_prefix)
-        for callback in callbacks:
-            line.update(callback.on_evaluate(bare, tokenizer, step))
-        bare.train()
-        stopper.see(step, line)
-        if keeper is not None:
-            if step < schedule.total // 10:  # the total as fitted now: a refit may shrink it later
-                line["too_early_to_keep"] = True
-            elif keeper.see(step, line, bare):
-                line["best"] = True
-        eval_clock[1] = time.perf_counter() - t0
-        eval_clock[0] += eval_clock[1]
-        line["eval_seconds"] = round(eval_clock[1], 2)  # what the budget is spending on evaluations
-
-    saved_at = time.perf_counter()  # `save_minutes` counts from here (and from each checkpoint)
-
-    def so_far() -> dict:  # the run's figures until now, kept in a checkpoint for a resumed run's report
-        return {"tokens": tokens, "pads": pads, "seconds": round(time.perf_counter() - started, 3)}
-
+    recipe = _Recipe(cfg, out, callbacks, progress, stop, say)
+    recipe.setup(resume)
     try:
-        while step < schedule.total:
-            mine = [micro[k] for a in range(t.grad_accum)
-                    if (k := step * per_step + a * world + rank) < len(micro)]
-            group = [collate([train_ex[i] for i in idx], tokenizer.pad_token_id) for idx in mine]
-            supervised = _total(acc, sum(int((b["labels"][:, 1:] != -100).sum()) for b, _ in group))
-            step_loss = 0.0
-            for batch, n_pad in group:
-                try:
-                    moved = {k: v.to(acc.device) for k, v in batch.items()}
-                    if weights is None:
-                        loss, _ = loss_sum(model, moved, share_prefix)
-                        followed = loss
-                    else:  # the gradient follows the weighted sum; the plain one is reported
-                        followed, loss, _ = weighted_loss_sum(model, moved, weights, share_prefix)
-                    acc.backward(followed * world / supervised)  # ranks' gradients are averaged: this makes them a sum
-                except torch.OutOfMemoryError:
-                    raise UserError(*_out_of_memory(out, step, batch, t)) from None
-                step_loss += loss.item()
-                tokens += int(batch["attention_mask"].sum())
-                pads += n_pad
-            step_loss = _total(acc, step_loss)
-            if not math.isfinite(step_loss):
-                raise RuntimeError(f"loss became {step_loss} at step {step + 1}: stopped, nothing saved; "
-                                   "lower the learning rate")
-            acc.clip_grad_norm_(params, t.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            window_loss, window_n = window_loss + step_loss, window_n + supervised
-            if budget is not None and schedule.fitted is None:
-                if timed_from is None:  # the first step pays one-off costs: time the ones after it
-                    timed_from = (step, time.perf_counter(), eval_clock[0])
-                elif step - timed_from[0] >= CALIBRATION_STEPS or step >= schedule.total:
-                    step_seconds = (time.perf_counter() - timed_from[1]) / (step - timed_from[0])
-                    left = budget - (time.perf_counter() - started)
-                    if (schedule.total - step) * step_seconds < EPOCHS_FIT_SHARE * left:
-                        schedule.within(budget, step, step_seconds)
-                    else:
-                        probe = {}
-                        if main:
-                            evaluate_now(probe)
-                        schedule.fit(budget, time.perf_counter() - started, step, step_seconds, eval_clock[1],
-                                     t.evals, reserve=eval_clock[1] + 5)
-                    _broadcast_fit(acc, schedule)
-                    timed_from = (step, time.perf_counter(), eval_clock[0])
-                    if main:
-                        schedule.save(out)
-            eval_every = schedule.eval_every
-            if main and (step % t.log_every == 0 or step == schedule.total or probe
-                         or (eval_every and step % eval_every == 0)):
-                last_loss = window_loss / window_n
-                elapsed = time.perf_counter() - started
-                line = {"step": step, "phase": p.phase_of_batch[min(step * t.grad_accum, len(micro)) - 1],
-                        "loss": round(last_loss, 6),
-                        "lr": scheduler.get_last_lr()[0], "tokens_per_s": round(tokens * world / elapsed, 1)}
-                window_loss, window_n = 0.0, 0
-                if probe:  # the evaluation that timed itself for the budget is this step's
-                    line.update(probe)
-                    probe = {}
-                elif eval_every and (step % eval_every == 0 or step == schedule.total):
-                    evaluate_now(line)
-                metrics.write(json.dumps(line) + "\n")
-                metrics.flush()
-                for sink in sinks:
-                    sink.log(step, {k: v for k, v in line.items() if isinstance(v, float | int) and k != "step"})
-                if progress:
-                    progress(step, schedule.total, line)
-            # Refit a few times per evaluation interval: a run that was slowed for a while (measured: a test
-            # suite beside it) otherwise ends minutes early, its last fit planned for the slow spell.
-            refit_every = max(MIN_EVAL_INTERVAL, (eval_every or 0) // 4)
-            if budget is not None and schedule.fitted and eval_every and step % refit_every == 0 \
-                    and step > timed_from[0] and step < schedule.total:
-                # The steps since the last fit predict the next ones: a machine that was busy for a while
-                # (another job) no longer makes the rest of the run plan for its slowest minutes.
-                trained_for = time.perf_counter() - timed_from[1] - (eval_clock[0] - timed_from[2])
-                schedule.refit(budget, time.perf_counter() - started, step, trained_for / (step - timed_from[0]),
-                               eval_clock[1], reserve=eval_clock[1] + 5, at_eval=step % eval_every == 0)
-                timed_from = (step, time.perf_counter(), eval_clock[0])
-                _broadcast_fit(acc, schedule)
-                if main:
-                    schedule.save(out)
-            if _broadcast_stop(acc, stopper.stop):
+        while recipe.step < recipe.schedule.total:
+            recipe.train_step()
+            if recipe.after_step():
                 break
-            due = (t.save_every and step % t.save_every == 0) or \
-                (t.save_minutes and time.perf_counter() - saved_at >= 60 * t.save_minutes)
-            if main and due and step < schedule.total:
-                checkpoint.save(out, step, bare, optimizer, scheduler, so_far())
-                saved_at = time.perf_counter()
-            if stop is not None and step < schedule.total and stop():
-                saved = checkpoint.latest(out)
-                if saved is None or saved.name != f"step-{step}":
-                    saved = checkpoint.save(out, step, bare, optimizer, scheduler, so_far())
-                raise Interrupted(step, saved)
     finally:  # an interrupted or failed run still leaves complete metrics and closed sinks
-        if metrics:
-            metrics.close()
-        for sink in sinks:
-            sink.close()
-    tokens, pads = int(_total(acc, tokens)), int(_total(acc, pads))
-    acc.wait_for_everyone()
-    seconds = time.perf_counter() - started
-    if not main:
-        return RunResult(out, step, last_loss, None, tokens, pads / max(1, tokens + pads), seconds, is_main=False)
-    kept = keeper.restore(bare, step)
-    final_eval = eval_loss(bare, val_ex, tokenizer.pad_token_id, t.batch_size, share_prefix)
-    _save(bare, tokenizer, cfg, out)
-    result = RunResult(out, step, last_loss, final_eval, tokens, pads / max(1, tokens + pads), seconds)
-    (out / "run.json").write_text(json.dumps({
-        "steps": step, "train_loss": last_loss, "eval_loss": final_eval, "tokens": tokens,
-        "pad_fraction": result.pad_fraction, "seconds": round(seconds, 1), "tokens_per_s": round(result.tokens_per_s, 1),
-        "data": counts, "skipped": skipped, "train_examples": len(train_ex), "validation_examples": len(val_ex),
-        "augmented": p.augmented, "resumed": resume, "resumed_from_step": resumed_from, "notes": notes,
-        "processes": world, "early_stopping": stopper.report(),
-        "kept": kept, "schedule": schedule.fitted,
-        "chat": {"family": tokenizer.init_kwargs.get("chat_family"), "options": tokenizer.init_kwargs.get("chat_options")},
-    }, indent=2), encoding="utf-8")
-    from dsft.train.report import write_run_report
+        recipe.close()
+    return recipe.finish()
 
-    write_run_report(out, cfg, result)
-    return result
+
+class _Recipe:
+    """One run's state between its phases (see `train`)."""
+
+    def __init__(self, cfg: TrainConfig, out: Path, callbacks: Sequence[TrainingCallback], progress, stop, say):
+        self.cfg, self.out, self.callbacks = cfg, out, callbacks
+        self.progress, self.stop, self.say = progress, stop, say or _warn
+        self.t = cfg.training
+        self.metrics = None
+        self.sinks: list = []
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, resume: bool) -> None:
+        from accelerate import Accelerator
+
+        from dsft.train import checkpoint, memory
+        from dsft.train.config import _flatten
+        from dsft.train.loggers import open_sinks
+
+        cfg, t, out = self.cfg, self.t, self.out
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        torch.manual_seed(t.seed)
+        self.started = time.perf_counter()  # a time budget counts from here: loading and tokenizing are training time
+        model, tokenizer = load_model(cfg)
+        p = self.plan = plan(cfg, tokenizer)
+        self.tokenizer = tokenizer
+        if not p.examples:
+            raise UserError("no trainable examples", "check the data with `dsft data validate`")
+        memory.check(model, cfg, max(len(e.ids) for e in p.examples))
+        model = wrap(model, cfg)
+        self.notes = list(getattr(model, "dsft_notes", []))
+        for note in self.notes:
+            self.say(note)
+        if t.gradient_checkpointing and cfg.method != "qlora":
+            model.gradient_checkpointing_enable()
+            if cfg.method != "full":  # frozen embeddings: make checkpointed blocks see inputs that need grad
+                model.enable_input_require_grads()
+        self.share_prefix = t.shared_prefix and not t.gradient_checkpointing and cfg.method != "prefix"
+        self.weights = None
+        if t.decision_weight != 1:
+            self.weights = torch.ones(len(tokenizer))
+            self.weights[decision_tokens(tokenizer)] = t.decision_weight
+        model.train()
+        # One process by default; under `accelerate launch` each rank takes its share of every step.
+        acc = self.acc = Accelerator(cpu=not torch.cuda.is_available())
+        self.world, self.rank, self.main = acc.num_processes, acc.process_index, acc.is_main_process
+        self.params = [q for q in model.parameters() if q.requires_grad]
+        optimizer = make_optimizer(cfg, self.params)
+        self.model, self.optimizer = acc.prepare(model, optimizer)
+        self.bare = acc.unwrap_model(self.model)
+        self.per_step = t.grad_accum * self.world
+        micro = p.micro
+        # Every rank must take every step (collectives), so with several ranks a partial last step is dropped.
+        planned = math.ceil(len(micro) / self.per_step) if self.world == 1 else len(micro) // self.per_step
+        if planned == 0:
+            raise UserError(f"{len(micro)} micro-batches cannot feed {self.world} processes x {t.grad_accum} "
+                            "accumulation", "use more data, a smaller --batch-size or fewer processes")
+        self.schedule = Schedule(planned, t.warmup_ratio, t.eval_every)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
+        out.mkdir(parents=True, exist_ok=True)
+        self.step, tokens_before, pads_before, self.resumed_from = 0, 0, 0, None
+        last = checkpoint.latest(out) if resume else None
+        if resume and last is None:  # stopped before its first checkpoint: nothing to keep, start it again here
+            for stale in ("metrics.jsonl", "schedule.json"):
+                (out / stale).unlink(missing_ok=True)
+            resume = False
+        if resume:
+            self.schedule.restore(out)
+            self.step = checkpoint.load(last, self.bare, self.optimizer, self.scheduler)
+            before = checkpoint.progress(last)  # a resumed run's figures cover the whole run, not this segment
+            self.started -= before.get("seconds", 0.0)
+            tokens_before, pads_before = before.get("tokens", 0), before.get("pads", 0)
+            self.resumed_from = self.step
+            if self.main:
+                kept = [x for x in (out / "metrics.jsonl").read_text().splitlines()
+                        if json.loads(x)["step"] <= self.step]
+                (out / "metrics.jsonl").write_text("".join(x + "\n" for x in kept))
+        elif self.main:
+            cfg.save(out / "config.yaml")
+        self.resumed = resume
+        acc.wait_for_everyone()
+        if self.main:
+            self.sinks = open_sinks(t.report_to, out, _flatten(cfg.model_dump(mode="json")))
+            self.metrics = open(out / "metrics.jsonl", "a", encoding="utf-8")
+        for callback in self.callbacks:
+            callback.on_train_begin(cfg, p.validation_convs)
+        self.stopper = EarlyStopping(t.early_stopping_metric, t.early_stopping_patience)
+        self.keeper = BestKeeper(out, keep_best_metric(cfg, self.callbacks)) if self.main else None
+        self.budget = None if resume and self.schedule.fitted else t.time_budget  # a resumed run keeps its fit
+        self.tokens, self.pads, self.last_loss = tokens_before, pads_before, float("nan")
+        self.window_loss, self.window_n = 0.0, 0
+        self.timed_from, self.probe = None, {}
+        self.eval_clock = [0.0, 0.0]  # seconds spent evaluating in all, and in the latest evaluation
+        self.saved_at = time.perf_counter()  # `save_minutes` counts from here (and from each checkpoint)
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self) -> None:
+        """One optimizer step over this rank's micro-batches (gradient accumulation)."""
+        t, acc, micro = self.t, self.acc, self.plan.micro
+        mine = [micro[k] for a in range(t.grad_accum)
+                if (k := self.step * self.per_step + a * self.world + self.rank) < len(micro)]
+        group = [collate([self.plan.examples[i] for i in idx], self.tokenizer.pad_token_id) for idx in mine]
+        supervised = _total(acc, sum(int((b["labels"][:, 1:] != -100).sum()) for b, _ in group))
+        step_loss = 0.0
+        for batch, n_pad in group:
+            try:
+                moved = {k: v.to(acc.device) for k, v in batch.items()}
+                if self.weights is None:
+                    loss, _ = loss_sum(self.model, moved, self.share_prefix)
+                    followed = loss
+                else:  # the gradient follows the weighted sum; the plain one is reported
+                    followed, loss, _ = weighted_loss_sum(self.model, moved, self.weights, self.share_prefix)
+                acc.backward(followed * self.world / supervised)  # ranks' gradients are averaged: this makes them a sum
+            except torch.OutOfMemoryError:
+                raise UserError(*_out_of_memory(self.out, self.step, batch, t)) from None
+            step_loss += loss.item()
+            self.tokens += int(batch["attention_mask"].sum())
+            self.pads += n_pad
+        step_loss = _total(acc, step_loss)
+        if not math.isfinite(step_loss):
+            raise RuntimeError(f"loss became {step_loss} at step {self.step + 1}: stopped, nothing saved; "
+                               "lower the learning rate")
+        acc.clip_grad_norm_(self.params, t.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.window_loss, self.window_n = self.window_loss + step_loss, self.window_n + supervised
+
+    # ------------------------------------------------------------------ between steps
+    def evaluate_now(self, line: dict) -> None:
+        t0 = time.perf_counter()
+        line["eval_loss"] = eval_loss(self.bare, self.plan.validation, self.tokenizer.pad_token_id, self.t.batch_size,
+                                      self.share_prefix)
+        for callback in self.callbacks:
+            line.update(callback.on_evaluate(self.bare, self.tokenizer, self.step))
+        self.bare.train()
+        self.stopper.see(self.step, line)
+        if self.keeper is not None:
+            if self.step < self.schedule.total // 10:  # the total as fitted now: a refit may shrink it later
+                line["too_early_to_keep"] = True
+            elif self.keeper.see(self.step, line, self.bare):
+                line["best"] = True
+        self.eval_clock[1] = time.perf_counter() - t0
+        self.eval_clock[0] += self.eval_clock[1]
+        line["eval_seconds"] = round(self.eval_clock[1], 2)  # what the budget is spending on evaluations
+
+    def so_far(self) -> dict:
+        """The run's figures until now, kept in a checkpoint for a resumed run's report."""
+        return {"tokens": self.tokens, "pads": self.pads, "seconds": round(time.perf_counter() - self.started, 3)}
+
+    def after_step(self) -> bool:
+        """Fit the budget, log, evaluate, checkpoint; True when the run should leave its loop."""
+        from dsft.train import checkpoint
+
+        t, schedule, step, main = self.t, self.schedule, self.step, self.main
+        if self.budget is not None and schedule.fitted is None:
+            if self.timed_from is None:  # the first step pays one-off costs: time the ones after it
+                self.timed_from = (step, time.perf_counter(), self.eval_clock[0])
+            elif step - self.timed_from[0] >= CALIBRATION_STEPS or step >= schedule.total:
+                step_seconds = (time.perf_counter() - self.timed_from[1]) / (step - self.timed_from[0])
+                left = self.budget - (time.perf_counter() - self.started)
+                if (schedule.total - step) * step_seconds < EPOCHS_FIT_SHARE * left:
+                    schedule.within(self.budget, step, step_seconds)
+                else:
+                    self.probe = {}
+                    if main:
+                        self.evaluate_now(self.probe)
+                    schedule.fit(self.budget, time.perf_counter() - self.started, step, step_seconds,
+                                 self.eval_clock[1], t.evals, reserve=self.eval_clock[1] + 5)
+                _broadcast_fit(self.acc, schedule)
+                self.timed_from = (step, time.perf_counter(), self.eval_clock[0])
+                if main:
+                    schedule.save(self.out)
+        eval_every = schedule.eval_every
+        if main and (step % t.log_every == 0 or step == schedule.total or self.probe
+                     or (eval_every and step % eval_every == 0)):
+            self.last_loss = self.window_loss / self.window_n
+            elapsed = time.perf_counter() - self.started
+            micro = self.plan.micro
+            line = {"step": step, "phase": self.plan.phase_of_batch[min(step * t.grad_accum, len(micro)) - 1],
+                    "loss": round(self.last_loss, 6), "lr": self.scheduler.get_last_lr()[0],
+                    "tokens_per_s": round(self.tokens * self.world / elapsed, 1)}
+            self.window_loss, self.window_n = 0.0, 0
+            if self.probe:  # the evaluation that timed itself for the budget is this step's
+                line.update(self.probe)
+                self.probe = {}
+            elif eval_every and (step % eval_every == 0 or step == schedule.total):
+                self.evaluate_now(line)
+            self.metrics.write(json.dumps(line) + "\n")
+            self.metrics.flush()
+            for sink in self.sinks:
+                sink.log(step, {k: v for k, v in line.items() if isinstance(v, float | int) and k != "step"})
+            if self.progress:
+                self.progress(step, schedule.total, line)
+        # Refit a few times per evaluation interval: a run that was slowed for a while (measured: a test
+        # suite beside it) otherwise ends minutes early, its last fit planned for the slow spell.
+        refit_every = max(MIN_EVAL_INTERVAL, (eval_every or 0) // 4)
+        if self.budget is not None and schedule.fitted and eval_every and step % refit_every == 0 \
+                and step > self.timed_from[0] and step < schedule.total:
+            # The steps since the last fit predict the next ones: a machine that was busy for a while
+            # (another job) no longer makes the rest of the run plan for its slowest minutes.
+            trained_for = time.perf_counter() - self.timed_from[1] - (self.eval_clock[0] - self.timed_from[2])
+            schedule.refit(self.budget, time.perf_counter() - self.started, step,
+                           trained_for / (step - self.timed_from[0]), self.eval_clock[1],
+                           reserve=self.eval_clock[1] + 5, at_eval=step % eval_every == 0)
+            self.timed_from = (step, time.perf_counter(), self.eval_clock[0])
+            _broadcast_fit(self.acc, schedule)
+            if main:
+                schedule.save(self.out)
+        if _broadcast_stop(self.acc, self.stopper.stop):
+            return True
+        due = (t.save_every and step % t.save_every == 0) or \
+            (t.save_minutes and time.perf_counter() - self.saved_at >= 60 * t.save_minutes)
+        if main and due and step < schedule.total:
+            checkpoint.save(self.out, step, self.bare, self.optimizer, self.scheduler, self.so_far())
+            self.saved_at = time.perf_counter()
+        if self.stop is not None and step < schedule.total and self.stop():
+            saved = checkpoint.latest(self.out)
+            if saved is None or saved.name != f"step-{step}":
+                saved = checkpoint.save(self.out, step, self.bare, self.optimizer, self.scheduler, self.so_far())
+            raise Interrupted(step, saved)
+        return False
+
+    def close(self) -> None:
+        if self.metrics:
+            self.metrics.close()
+        for sink in self.sinks:
+            sink.close()
+
+    # ------------------------------------------------------------------ finish
+    def finish(self) -> RunResult:
+        """The kept weights saved with run.json and the report (rank 0); the figures of the run."""
+        from dsft.train.report import write_run_report
+
+        acc, out, p, step = self.acc, self.out, self.plan, self.step
+        tokens, pads = int(_total(acc, self.tokens)), int(_total(acc, self.pads))
+        acc.wait_for_everyone()
+        seconds = time.perf_counter() - self.started
+        if not self.main:
+            return RunResult(out, step, self.last_loss, None, tokens, pads / max(1, tokens + pads), seconds,
+                             is_main=False)
+        kept = self.keeper.restore(self.bare, step)
+        final_eval = eval_loss(self.bare, p.validation, self.tokenizer.pad_token_id, self.t.batch_size,
+                               self.share_prefix)
+        _save(self.bare, self.tokenizer, self.cfg, out)
+        result = RunResult(out, step, self.last_loss, final_eval, tokens, pads / max(1, tokens + pads), seconds)
+        tokenizer = self.tokenizer
+        (out / "run.json").write_text(json.dumps({
+            "steps": step, "train_loss": self.last_loss, "eval_loss": final_eval, "tokens": tokens,
+            "pad_fraction": result.pad_fraction, "seconds": round(seconds, 1),
+            "tokens_per_s": round(result.tokens_per_s, 1), "data": p.counts, "skipped": p.skipped,
+            "train_examples": len(p.examples), "validation_examples": len(p.validation),
+            "augmented": p.augmented, "resumed": self.resumed, "resumed_from_step": self.resumed_from,
+            "notes": self.notes, "processes": self.world, "early_stopping": self.stopper.report(),
+            "kept": kept, "schedule": self.schedule.fitted,
+            "chat": {"family": tokenizer.init_kwargs.get("chat_family"),
+                     "options": tokenizer.init_kwargs.get("chat_options")},
+        }, indent=2), encoding="utf-8")
+        write_run_report(out, self.cfg, result)
+        return result
 
 
 def _out_of_memory(out: Path, step: int, batch: dict, t) -> tuple[str, str]:
