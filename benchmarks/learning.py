@@ -127,8 +127,8 @@ def table(rows: list[dict]) -> str:
                       f"{r.get('train_s') or r['train_wall_s']:.0f}" if not r["train_rc"] else "FAILED",
                       fmt(t.get("tool_name_accuracy")), fmt(t.get("tool_args_exact_match")), fmt(on_calls(t)),
                       fmt(t.get("irrelevance_accuracy")), fmt(p.get("tool_name_accuracy")), fmt(on_calls(p))])
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=False)]
-    show = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=False))  # noqa: E731
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
+    show = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
     return "\n".join([show(head), show(["-" * w for w in widths]), *map(show, lines)])
 
 

@@ -716,7 +716,7 @@ def make_row(dom: Domain, P: Pools, kind: str, phrasing: str) -> dict:
     else:
         tools = [rng.choice(dom.tools) for _ in range(2 if kind == "parallel" else 1)]
         templates = [rng.choice(lines(getattr(t, phrasing))) for t in tools]
-        parts = [call_request(dom, t, tpl, P) for t, tpl in zip(tools, templates, strict=False)]
+        parts = [call_request(dom, t, tpl, P) for t, tpl in zip(tools, templates)]
         texts = [p[0] for p in parts]
         if kind == "parallel":  # "{a} Also, {b_}": b_ is b with a lower-case first letter, unless that is a value
             b, keep_case = texts[1], templates[1].startswith("{") or re.match(r"(I|Dr)\b", texts[1])
@@ -726,9 +726,9 @@ def make_row(dom: Domain, P: Pools, kind: str, phrasing: str) -> dict:
         turns = [{"role": "user", "content": texts[0]},
                  {"role": "assistant", "content": None, "tool_calls": [
                      {"id": i, "type": "function", "function": {"name": t.name, "arguments": json.dumps(p[1])}}
-                     for i, t, p in zip(ids, tools, parts, strict=False)]},
+                     for i, t, p in zip(ids, tools, parts)]},
                  *({"role": "tool", "tool_call_id": i, "name": t.name, "content": p[2]}
-                   for i, t, p in zip(ids, tools, parts, strict=False)),
+                   for i, t, p in zip(ids, tools, parts)),
                  {"role": "assistant", "content": " ".join(p[3] for p in parts)}]
     return {"messages": [{"role": "system", "content": dom.system}, *turns],
             "tools": [t.declaration() for t in dom.tools]}

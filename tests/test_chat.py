@@ -92,10 +92,10 @@ def test_render_then_parse_round_trips_every_trained_turn(tiny_tokenizer):
     checked = 0
     for conv in _conversations():
         r = render(conv, tiny_tokenizer)
-        spans = [[i for i, _ in group] for m, group in itertools.groupby(zip(r.ids, r.mask, strict=False), key=lambda x: x[1]) if m]
+        spans = [[i for i, _ in group] for m, group in itertools.groupby(zip(r.ids, r.mask), key=lambda x: x[1]) if m]
         turns = [m for m in conv.messages if m.trained]
         assert len(spans) == len(turns)
-        for ids, turn in zip(spans, turns, strict=False):
+        for ids, turn in zip(spans, turns):
             parsed = parse_assistant(tiny_tokenizer.decode(ids))
             assert parsed.ok, parsed.error
             assert parsed.content == (turn.content or None)

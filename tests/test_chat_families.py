@@ -205,7 +205,7 @@ def test_the_v32_encoders_published_pair_is_reproduced(tok):
     r = encode(c, tok, get("deepseek_v32"), Options(thinking=True))
     assert tok.decode(r.ids) == expected
     assert r.ids == tok(expected, add_special_tokens=False)["input_ids"]
-    trained = tok.decode([i for i, m in zip(r.ids, r.mask, strict=False) if m])
+    trained = tok.decode([i for i, m in zip(r.ids, r.mask) if m])
     # trained: every reply (reasoning only after the last user turn), its DSML and its end token; not the results
     assert trained.count(EOS) == 5 and "<function_results>" not in trained and "<｜User｜>" not in trained
     assert "I need to first get the current date" not in trained and "User is now asking" in trained
@@ -426,7 +426,7 @@ def test_reasoning_turns_all_trains_every_turns_reasoning(tok):
     for family in ("deepseek_r1", "deepseek_v32", "deepseek_v4"):
         last = encode(c, tok, get(family), Options(thinking=True))
         every = encode(c, tok, get(family), Options(thinking=True, reasoning_turns="all"))
-        trained = lambda r: tok.decode([i for i, m in zip(r.ids, r.mask, strict=False) if m])  # noqa: E731
+        trained = lambda r: tok.decode([i for i, m in zip(r.ids, r.mask) if m])  # noqa: E731
         assert "easy" not in trained(last).replace("also easy", "") and "also easy" in trained(last), family
         assert trained(every).count("easy") == 2, family
 

@@ -59,7 +59,7 @@ def _pred(code: str) -> tuple[list[ToolCall], bool]:
 def scored(rows: str, preds: str) -> Scores:
     """rows: C (the reference calls seo) or T (the reference is a text reply, no call)."""
     s = Scores()
-    for k, (row, code) in enumerate(zip(rows, preds, strict=False)):
+    for k, (row, code) in enumerate(zip(rows, preds)):
         case = Case(PROMPT, REF if row == "C" else [], None if row == "C" else "a.com looks fine")
         calls, parsed = _pred(code)
         s.add(case, calls, parsed, None if calls else "a.com looks fine", f"{code}{k}")

@@ -401,7 +401,7 @@ def test_held_out_scenarios_share_no_phrasing_or_value_with_training():
 
     spec = load_scenarios()
     held = hold_out(spec, 0.25, seed=0)
-    for s, t, p in zip(held.train.scenarios, held.new_values.scenarios, held.new_phrasings.scenarios, strict=False):
+    for s, t, p in zip(held.train.scenarios, held.new_values.scenarios, held.new_phrasings.scenarios):
         assert t.requests == s.requests
         if len(s.requests) + len(p.requests) >= 3 and p.requests != s.requests:
             assert not set(p.requests) & set(s.requests)

@@ -106,7 +106,7 @@ def test_a_repeated_tool_list_is_parsed_once_and_rows_read_as_with_a_full_parse(
     recs = records(path)
     assert [(r.line, r.finding.code if r.finding else "ok") for r in recs] == [
         (1, "ok"), (2, "ok"), (3, "not_utf8"), (4, "invalid_json"), (5, "invalid_json"), (6, "ok"), (7, "ok")]
-    for r, line in zip(recs, lines, strict=False):
+    for r, line in zip(recs, lines):
         if r.finding is None:
             assert r.data == orjson.loads(line)
             assert list(r.data) == list(orjson.loads(line)), "key order is kept"

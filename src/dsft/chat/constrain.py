@@ -180,7 +180,7 @@ class GrammarConstraint:
             if m is not None and m.is_error():
                 raise ValueError(f"tool-call grammar does not compile: {m.get_error()}")
         self.wait_for = wait_for or [None] * len(grammars)
-        self.waiting = [w is not None and m is not None for w, m in zip(self.wait_for, self.matchers, strict=False)]
+        self.waiting = [w is not None and m is not None for w, m in zip(self.wait_for, self.matchers)]
         self.vocab_size = vocab_size
         self.first = True
         self.words = (vocab_size + 31) // 32

@@ -52,7 +52,7 @@ class Rendered:
         return sum(self.mask)
 
     def labels(self, ignore_index: int = -100) -> list[int]:
-        return [i if m else ignore_index for i, m in zip(self.ids, self.mask, strict=False)]
+        return [i if m else ignore_index for i, m in zip(self.ids, self.mask)]
 
 
 @dataclass(frozen=True, slots=True)

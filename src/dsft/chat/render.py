@@ -43,7 +43,7 @@ def render_prompt(conv: Conversation, tokenizer) -> list[int]:
 def show(rendered: Rendered, tokenizer) -> str:
     """The rendered text with trained spans marked «like this», for eyes (`dsft chat render`)."""
     out, trained = [], False
-    for token_id, m in zip(rendered.ids, rendered.mask, strict=False):
+    for token_id, m in zip(rendered.ids, rendered.mask):
         if m and not trained:
             out.append("«")
         elif not m and trained:

@@ -91,7 +91,7 @@ def print_findings(summary: dict) -> None:
         table.add_column(col, overflow="fold")
     for code, f in summary.items():
         tier = "[red]error[/]" if f["severity"] == "error" else "[yellow]warning[/]"
-        rows = [f"{where}: {said}" for where, said in zip(f["first"], f.get("said") or [""] * len(f["first"]), strict=False)]
+        rows = [f"{where}: {said}" for where, said in zip(f["first"], f.get("said") or [""] * len(f["first"]))]
         table.add_row(code, tier, str(f["count"]), escape("\n".join(rows)), f["fix"])
     console.print(table)
 

@@ -218,7 +218,7 @@ def _tool_use(s: Scenario, shared: dict[str, list], rng: random.Random, with_err
     msgs = [{"role": "user", "content": fill(rng.choice(s.requests), slots, where)},
             {"role": "assistant", "content": None, "tool_calls": calls}]
     msgs += [{"role": "tool", "tool_call_id": c["id"], "name": c["function"]["name"],
-              "content": orjson.dumps(r).decode()} for c, r in zip(calls, results, strict=False)]
+              "content": orjson.dumps(r).decode()} for c, r in zip(calls, results)]
     msgs.append({"role": "assistant", "content": answer})
     return msgs, kind
 

@@ -116,7 +116,7 @@ def _write(files, tmp: Path, options: Options, val_ratio: float, seed: int, toke
     train_digest, val_digest = _place_candidates(tmp, split, sizes, val, complete, train_sha)
     sha = hashlib.sha256(b"train\n" + train_digest + b"validation\n" + val_digest)
     per_task: dict[str, Counter] = defaultdict(Counter)
-    for name, n in zip(split.names, split.counts, strict=False):
+    for name, n in zip(split.names, split.counts):
         per_task[name]["train"] = n
     for i in val:
         task = per_task[split.names[split.strata[i]]]

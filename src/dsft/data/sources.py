@@ -387,7 +387,7 @@ def read_csv(path: Path) -> Iterator[Record]:
                     "invalid_json" if len(row) > len(header) else "truncated_record",
                     f"row has {len(row)} cells, the header has {len(header)}", name, line))
                 continue
-            yield _table_record(name, line, text, dict(zip(header, row, strict=False)))
+            yield _table_record(name, line, text, dict(zip(header, row)))
 
 
 def _table_record(name: str, line: int, text: str, row: dict[str, Any]) -> Record:

@@ -133,7 +133,7 @@ class StreamingSplit:
         """(validation rows, complete): complete is False when some stratum's cut fell beyond the
         candidates, and then the rows are chosen among all rows, as `validation_rows` would."""
         counts = self.counts
-        take = quotas(dict(zip(self.names, counts, strict=False)), self.ratio)
+        take = quotas(dict(zip(self.names, counts)), self.ratio)
         cands = self.candidates
         final = [self.bound(n) for n in counts]
         sure = Counter()  # per stratum: candidates below the bound at the stratum's final size

@@ -148,7 +148,7 @@ def choose(tokenizer, family) -> PreChoice:
     for name in PRE_TYPES:
         sim = simulated(tokenizer, name)
         got = [sim.encode(t, add_special_tokens=False).ids for t in texts]
-        differing = [t for t, a, b in zip(texts, got, want, strict=False) if a != b]
+        differing = [t for t, a, b in zip(texts, got, want) if a != b]
         choice = PreChoice(name, "measured", len(texts) - len(differing), len(texts), differing[:3])
         if best is None or choice.same > best.same:
             best = choice

@@ -79,7 +79,7 @@ def default_labels(a: str, b: str) -> tuple[str, str]:
 def sides_of(a: str, b: str, labels: tuple[str, str]) -> dict[str, dict[str, str]]:
     """label -> {"side": "A"/"B", "path", "kind"}: what `Comparison.sides` holds."""
     return {label: {"side": side, "path": str(path), "kind": describe(str(path))[1]}
-            for label, side, path in zip(labels, "AB", (a, b), strict=False)}
+            for label, side, path in zip(labels, "AB", (a, b))}
 
 
 def _counted(e: ExampleScore, rows: str) -> bool:
@@ -114,7 +114,7 @@ def _per_metric(a: Scores, b: Scores, labels: tuple[str, str]) -> dict[str, dict
         block: dict[str, Any] = {"name": name, "flag": flag, "rows": rows, "n": 0,
                                  "right": {labels[0]: 0, labels[1]: 0}, "n_improved": 0, "n_regressed": 0,
                                  "improved": [], "regressed": []}
-        for k, (ea, eb) in enumerate(zip(a.examples, b.examples, strict=False)):
+        for k, (ea, eb) in enumerate(zip(a.examples, b.examples)):
             if not _counted(ea, rows):
                 continue
             ra, rb = bool(getattr(ea, flag)), bool(getattr(eb, flag))
@@ -135,7 +135,7 @@ def compare(a: Scores, b: Scores, labels: tuple[str, str] = ("A", "B"), bootstra
         raise ValueError("both models must be scored on the same examples")
     if labels[0] == labels[1]:
         raise ValueError(f"the two sides need distinct labels, got {labels[0]!r} twice")
-    if any(ea.category != eb.category for ea, eb in zip(a.examples, b.examples, strict=False)):
+    if any(ea.category != eb.category for ea, eb in zip(a.examples, b.examples)):
         raise ValueError("both models must be scored on the same examples, in the same order")
     sa, sb = a.summary(), b.summary()
     metrics: dict[str, dict[str, Any]] = {}
@@ -147,14 +147,14 @@ def compare(a: Scores, b: Scores, labels: tuple[str, str] = ("A", "B"), bootstra
                                "delta": None if other is None or value is None else other - value}
         if key in PAIRED:
             attr = PAIRED[key]
-            pairs = [(ea, eb) for ea, eb in zip(a.examples, b.examples, strict=False)
+            pairs = [(ea, eb) for ea, eb in zip(a.examples, b.examples)
                      if attr != "irrelevance_correct" or ea.irrelevance_correct is not None]
             xa = [float(getattr(ea, attr)) for ea, _ in pairs]
             xb = [float(getattr(eb, attr)) for _, eb in pairs]
             row["ci95"] = list(bootstrap_delta(xa, xb, bootstrap))
         metrics[key] = row
     regressed, improved = [], []
-    for k, (ea, eb) in enumerate(zip(a.examples, b.examples, strict=False)):
+    for k, (ea, eb) in enumerate(zip(a.examples, b.examples)):
         entry = {"example": k, labels[0]: a.details[k]["generated"], labels[1]: b.details[k]["generated"]}
         if ea.exact and not eb.exact:
             regressed.append(entry)

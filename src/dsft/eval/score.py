@@ -104,7 +104,7 @@ def score_file(predictions: Path, references: list[str]) -> dict[str, Any]:
         raise UserError(f"{len(rows)} predictions for {len(refs)} reference examples",
                         "give one prediction per reference, in order, or an `id` on each")
     scores = Scores()
-    for row, case in zip(rows, refs, strict=False):
+    for row, case in zip(rows, refs):
         calls, ok, content, names = prediction_calls(row)
         raw = row.get("text") if isinstance(row.get("text"), str) else json.dumps(row, sort_keys=True)
         scores.add(case, calls, ok, content, raw, names=names)

@@ -16,7 +16,7 @@ def _norm(text: str | None) -> str:
 def text_scores(predictions: list[str | None], references: list[str | None],
                 labels: list[str | None] | None = None) -> dict[str, Any]:
     """Aggregates over the pairs; None when there are no pairs."""
-    pairs = [(_norm(p), _norm(r)) for p, r in zip(predictions, references, strict=False)]
+    pairs = [(_norm(p), _norm(r)) for p, r in zip(predictions, references)]
     if not pairs:
         return {"n": 0}
     import sacrebleu
@@ -38,7 +38,7 @@ def text_scores(predictions: list[str | None], references: list[str | None],
 
 def label_scores(predictions: list[str], labels: list[str | None]) -> dict[str, float]:
     """Accuracy and macro-F1 of the reply (case-folded, trimmed) as a class label."""
-    gold = [(p.strip().casefold(), str(label).strip().casefold()) for p, label in zip(predictions, labels, strict=False)
+    gold = [(p.strip().casefold(), str(label).strip().casefold()) for p, label in zip(predictions, labels)
             if label is not None]
     classes = {g for _, g in gold}
     tp, fp, fn = defaultdict(int), defaultdict(int), defaultdict(int)

@@ -141,7 +141,7 @@ def score_calls(pred: list[ToolCall], ref: list[ToolCall], tools: list[Tool], pa
     named = [c.name for c in pred] if names is None else names
     name_match = Counter(named) == Counter(c.name for c in ref) and (parsed or bool(named))
     valid = all(c.name in schemas and _SCHEMAS.accepts(schemas[c.name], c.arguments) for c in pred)
-    confusion = [(r.name, p.name) for r, p in zip(ref, pred, strict=False) if r.name != p.name]
+    confusion = [(r.name, p.name) for r, p in zip(ref, pred) if r.name != p.name]
     return ExampleScore(
         category=category(ref, tools), parsed=parsed, call_count_match=parsed and len(pred) == len(ref),
         name_match=name_match, exact=parsed and Counter(map(_key, pred)) == Counter(map(_key, ref)),

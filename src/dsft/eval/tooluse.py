@@ -155,7 +155,7 @@ def constraints(family, tokenizer, chosen: list[Case], prompts: list[list[int]]
     if call_layout(family) is None:
         return None, None
     grammars = [grammar_for(family, tokenizer, c.prompt.tools or []) for c in chosen]
-    return grammars, [thought_end(tokenizer, p) if g else None for g, p in zip(grammars, prompts, strict=False)]
+    return grammars, [thought_end(tokenizer, p) if g else None for g, p in zip(grammars, prompts)]
 
 
 def room_for_answers(convs: list[Conversation], tokenizer, margin: int = 16) -> int:
@@ -194,11 +194,11 @@ def evaluate(model, tokenizer, convs: list[Conversation], max_new_tokens: int | 
     scores = Scores()
     grammars, wait_for = constraints(family, tokenizer, chosen, prompts) if constrain else (None, None)
     scores.extra["constrained"] = bool(grammars and any(grammars))
-    for text, case in zip(generate(model, tokenizer, prompts, max_new_tokens, batch_size, grammars, wait_for), chosen, strict=False):
+    for text, case in zip(generate(model, tokenizer, prompts, max_new_tokens, batch_size, grammars, wait_for), chosen):
         score_one(text, case, scores, family.parse)
     if perplexity_too:
         scores.extra["perplexity"] = perplexity(model, tokenizer, convs, batch_size)
-    coded = [(case, prompt) for case, prompt in zip(chosen, prompts, strict=False) if case.prompt.metadata.get("tests")]
+    coded = [(case, prompt) for case, prompt in zip(chosen, prompts) if case.prompt.metadata.get("tests")]
     if samples > 1 and coded:
         scores.extra["code_sampled"] = _pass_at_k(model, tokenizer, coded, max_new_tokens, samples, temperature)
     return scores

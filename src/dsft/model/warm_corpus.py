@@ -246,7 +246,7 @@ class Writer:
             text = asks[0][0] + joiner + asks[1][0]
         messages.append({"role": "user", "content": text})
         calls = [{"id": f"call_{r.getrandbits(48):012x}", "type": "function",
-                  "function": {"name": t["name"], "arguments": json.dumps(args)}} for t, (_, args) in zip(chosen, asks, strict=False)]
+                  "function": {"name": t["name"], "arguments": json.dumps(args)}} for t, (_, args) in zip(chosen, asks)]
         messages.append({"role": "assistant", "content": None, "tool_calls": calls})
         results = []
         for call in calls:

@@ -69,14 +69,14 @@ def sequential_p(mean_a, var_a, n_a, mean_b, var_b, n_b, tau: float = TAU):
 
 
 def welch_p(mean_a: float, var_a: float, n_a: int, mean_b: float, var_b: float, n_b: int) -> float:
-    """One-look two-sided p-value of Welch's t-test (unequal variances)."""
+    """One-look two-sided p-value of Welch's t-test (unequal variances); n_a, n_b >= 2."""
     from scipy.stats import t as student_t
 
     sa, sb = var_a / n_a, var_b / n_b
     if sa + sb == 0:
         return 0.0 if mean_a != mean_b else 1.0
     tstat = (mean_a - mean_b) / math.sqrt(sa + sb)
-    df = (sa + sb) ** 2 / ((sa * sa / (n_a - 1) if n_a > 1 else 0) + (sb * sb / (n_b - 1) if n_b > 1 else 0) or 1e-300)
+    df = (sa + sb) ** 2 / (sa * sa / (n_a - 1) + sb * sb / (n_b - 1))  # Welch-Satterthwaite
     return float(2 * student_t.sf(abs(tstat), df))
 
 

@@ -131,7 +131,7 @@ def results(test_id: str, url: str | None = None, promote: bool = True) -> dict[
                      "alpha": test.alpha, "auto_promote": test.auto_promote, "alias": test.alias,
                      "status": test.status, "winner": test.winner, "created": test.created.isoformat()}
         variants = list(test.variants)
-    rows = []
+    rows, arms = [], []
     for v in variants:
         st = stats[v["name"]]
         rate = st.successes / st.outcomes if st.outcomes else None
@@ -143,11 +143,11 @@ def results(test_id: str, url: str | None = None, promote: bool = True) -> dict[
                      "latency_ms_mean": latency, "latency_ms_sd": _sd(latency_var),
                      "tokens_in": st.tokens_in, "tokens_out": st.tokens_out, "outcomes": st.outcomes,
                      "successes": st.successes, "rate": rate, "rate_ci95": [lo, hi],
-                     "rating_mean": rating, "rating_sd": _sd(rating_var),
-                     "_arm": {"outcome_rate": (*abstats.bernoulli(st.successes, st.outcomes), st.outcomes),
-                              "rating": (rating, rating_var, st.outcomes),
-                              "latency": (latency, latency_var, st.requests)}[test_dict["metric"]]})
-    decision = _decide(test_dict, rows)
+                     "rating_mean": rating, "rating_sd": _sd(rating_var)})
+        arms.append({"outcome_rate": (*abstats.bernoulli(st.successes, st.outcomes), st.outcomes),
+                     "rating": (rating, rating_var, st.outcomes),
+                     "latency": (latency, latency_var, st.requests)}[test_dict["metric"]])
+    decision = _decide(test_dict, rows, arms)
     out = {**test_dict, "variants": rows, **decision}
     if promote and decision["winner"] and test_dict["status"] == "running":
         _conclude(test_dict, decision["winner"], rows, url)
@@ -161,10 +161,10 @@ def _sd(var: float | None) -> float | None:
     return math.sqrt(var) if var is not None else None
 
 
-def _decide(test: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """abstats.decide on the test's metric, and what it means in words; one-look p-values beside."""
+def _decide(test: dict[str, Any], rows: list[dict[str, Any]], arms: list[tuple]) -> dict[str, Any]:
+    """abstats.decide on the arms of the test's metric ((mean, variance, n) per row), and what it
+    means in words; one-look p-values beside."""
     metric, alpha = test["metric"], test["alpha"]
-    arms = [r.pop("_arm") for r in rows]
     rule = abstats.decide(arms, alpha, test["min_samples"], higher_is_better=metric != "latency")
     best = rule["leader"]
     enough = rule.get("undecided") != "samples"
@@ -172,7 +172,7 @@ def _decide(test: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
                            "threshold": rule["threshold"],
                            "p_values": {rows[j]["name"]: p for j, p in rule["p"].items()}}
     if metric == "outcome_rate":
-        for r, p in zip(rows, abstats.prob_best([(r["successes"], r["outcomes"]) for r in rows]), strict=False):
+        for r, p in zip(rows, abstats.prob_best([(r["successes"], r["outcomes"]) for r in rows])):
             r["prob_best"] = p
         one_look = {r["name"]: abstats.two_proportion_p(rows[best]["successes"], rows[best]["outcomes"],
                                                          r["successes"], r["outcomes"])

@@ -178,7 +178,7 @@ class HFBackend:
             for j in batch:
                 _fail(j, e)
             return
-        for j, r in zip(batch, results, strict=False):
+        for j, r in zip(batch, results):
             _resolve(j, r)
 
     def _stream(self, job: _Job) -> None:

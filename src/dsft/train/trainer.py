@@ -20,6 +20,7 @@ import torch
 
 from dsft.data.conversation import Conversation
 from dsft.errors import UserError
+from dsft.train import checkpoint
 from dsft.train.batching import Example, collate, length_grouped_batches, tokenize
 from dsft.train.callbacks import TrainingCallback, check_metrics
 from dsft.train.config import TrainConfig
@@ -257,8 +258,6 @@ def keep_best_metric(cfg: TrainConfig, callbacks: Sequence[TrainingCallback] = (
 
 def _taken(out: Path) -> tuple[str, str]:
     """What `--out` already holds, and what to do: a finished or an unfinished run, or other files."""
-    from dsft.train import checkpoint
-
     if not (out / "config.yaml").is_file():
         return (f"--out {out} already holds files that are not a dsft run",
                 "choose another --out (dsft will not delete what it did not write)")
@@ -340,7 +339,7 @@ class _Recipe:
     def setup(self, resume: bool) -> None:
         from accelerate import Accelerator
 
-        from dsft.train import checkpoint, memory
+        from dsft.train import memory
         from dsft.train.config import _flatten
         from dsft.train.loggers import open_sinks
 
@@ -479,8 +478,6 @@ class _Recipe:
 
     def after_step(self) -> bool:
         """Fit the budget, log, evaluate, checkpoint; True when the run should leave its loop."""
-        from dsft.train import checkpoint
-
         t, schedule, step, main = self.t, self.schedule, self.step, self.main
         if self.budget is not None and schedule.fitted is None:
             if self.timed_from is None:  # the first step pays one-off costs: time the ones after it
@@ -592,8 +589,6 @@ class _Recipe:
 def _out_of_memory(out: Path, step: int, batch: dict, t) -> tuple[str, str]:
     """An OOM the memory check did not foresee (other processes on the GPU, fragmentation): what ran
     out, the checkpoint there is, and what to change."""
-    from dsft.train import checkpoint
-
     rows, length = batch["input_ids"].shape
     last = checkpoint.latest(out)
     kept = f"; the last checkpoint is {last}" if last else "; no checkpoint was saved yet"
